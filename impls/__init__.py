@@ -1,0 +1,36 @@
+"""Reference implementations of every known way to train only some rows of an embedding table.
+
+``APPROACHES`` maps each approach's short name to its class; every class meets the contract of
+:class:`impls.base.PartiallyFrozenEmbedding` (``from_pretrained``, ``parameters``, ``attach``,
+``merged_weight``, ``trainable_mask``).
+"""
+
+from .base import EmbeddingOptions, PartiallyFrozenEmbedding, UnsupportedOption
+from .concat import Concat
+from .detach_mask import DetachMask
+from .freeze_all import FreezeAll
+from .full import Full
+from .grad_hook import GradHook
+from .grad_zero import GradZero
+from .index_copy import IndexCopy
+from .parametrize import Parametrize
+from .restore import Restore
+from .split import Split
+
+APPROACHES: dict[str, type[PartiallyFrozenEmbedding]] = {
+    cls.name: cls
+    for cls in (
+        Full,
+        FreezeAll,
+        Split,
+        Concat,
+        IndexCopy,
+        Parametrize,
+        GradZero,
+        GradHook,
+        DetachMask,
+        Restore,
+    )
+}
+
+__all__ = ["APPROACHES", "EmbeddingOptions", "PartiallyFrozenEmbedding", "UnsupportedOption"]

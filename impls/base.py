@@ -1,0 +1,172 @@
+"""The contract every approach meets (see DESIGN.md), and the pieces they share.
+
+An approach subclasses :class:`PartiallyFrozenEmbedding`, names itself in ``name``, builds its
+parameters and buffers in ``__init__`` from an already-validated weight and mask, and implements
+``lookup`` and ``merged_weight``. Everything a user calls goes through the base class, so argument
+checking, option refusal and the "inputs are never mutated" guarantee live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .validation import (
+    as_trainable_mask,
+    check_ids,
+    check_max_norm,
+    check_padding_idx,
+    check_weight,
+)
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """The ``torch.nn.Embedding`` options an approach must honour or refuse."""
+
+    padding_idx: int | None = None
+    max_norm: float | None = None
+    norm_type: float = 2.0
+    scale_grad_by_freq: bool = False
+    sparse: bool = False
+
+    def active(self) -> dict[str, object]:
+        """Options that differ from ``nn.Embedding``'s defaults (what an approach may refuse)."""
+        return {k: v for k, v in asdict(self).items() if v != getattr(EmbeddingOptions, k)}
+
+
+class UnsupportedOption(ValueError):
+    """Raised when an approach cannot honour an embedding option; names both."""
+
+
+class PartiallyFrozenEmbedding(nn.Module):
+    """An embedding table whose rows outside ``trainable_mask`` never change.
+
+    Subclasses set ``name`` (the registry key) and ``refused_options`` (option -> why it cannot be
+    honoured); ``from_pretrained`` refuses those options before anything is allocated.
+    """
+
+    name: ClassVar[str]
+    refused_options: ClassVar[dict[str, str]] = {}
+
+    trainable_mask: Tensor
+    trainable_ids: Tensor
+    frozen_ids: Tensor
+
+    def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):
+        super().__init__()
+        self.options = options
+        self.num_embeddings, self.embedding_dim = weight.shape
+        self.register_buffer("trainable_mask", trainable_mask)
+        self.register_buffer("trainable_ids", trainable_mask.nonzero().squeeze(1))
+        self.register_buffer("frozen_ids", (~trainable_mask).nonzero().squeeze(1))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weight: Tensor,
+        trainable: Tensor,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> PartiallyFrozenEmbedding:
+        """Build the approach from a pretrained ``(V, D)`` table and the rows that may train.
+
+        ``trainable`` is a bool mask of length V or a 1-D tensor of distinct row ids. The caller's
+        tensors are copied, never aliased, so training cannot write through to them.
+        """
+        weight = check_weight(weight)
+        num_rows = weight.shape[0]
+        mask = as_trainable_mask(trainable, num_rows, weight.device)
+        options = EmbeddingOptions(
+            padding_idx=check_padding_idx(padding_idx, num_rows),
+            max_norm=check_max_norm(max_norm),
+            norm_type=float(norm_type),
+            scale_grad_by_freq=bool(scale_grad_by_freq),
+            sparse=bool(sparse),
+        )
+        for option in options.active():
+            if option in cls.refused_options:
+                raise UnsupportedOption(
+                    f"approach {cls.name!r} does not support {option}="
+                    f"{getattr(options, option)!r}: {cls.refused_options[option]}"
+                )
+        return cls(weight.detach().clone(), mask, options)
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Connect to the optimizer that steps ``parameters()``; most approaches need nothing."""
+
+    def forward(self, ids: Tensor) -> Tensor:
+        check_ids(ids, self.num_embeddings, self.trainable_mask.device)
+        return self.lookup(ids)
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def merged_weight(self) -> Tensor:
+        """The effective ``(V, D)`` table, detached and safe to keep."""
+        raise NotImplementedError
+
+    def embed(self, ids: Tensor, table: Tensor, padding_idx: int | None) -> Tensor:
+        """``F.embedding`` with this module's options on ``table``.
+
+        ``padding_idx`` is explicit because it is a row of ``table``, which for some approaches is
+        not the global table (a permuted or trainable-only one).
+        """
+        o = self.options
+        return F.embedding(
+            ids,
+            table,
+            padding_idx=padding_idx,
+            max_norm=o.max_norm,
+            norm_type=o.norm_type,
+            scale_grad_by_freq=o.scale_grad_by_freq,
+            sparse=o.sparse,
+        )
+
+    def extra_repr(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.active().items())
+        trainable = int(self.trainable_mask.sum())
+        return f"{self.num_embeddings}, {self.embedding_dim}, trainable={trainable}" + (
+            f", {options}" if options else ""
+        )
+
+
+class WholeTableParameter(PartiallyFrozenEmbedding):
+    """Shared shape of the approaches that keep the entire ``(V, D)`` table as one parameter."""
+
+    def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):
+        super().__init__(weight, trainable_mask, options)
+        self.weight = nn.Parameter(weight)
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        return self.embed(ids, self.weight, self.options.padding_idx)
+
+    def merged_weight(self) -> Tensor:
+        return self.weight.detach().clone()
+
+
+def renormed(rows: Tensor, max_norm: float | None, norm_type: float) -> Tensor:
+    """Out-of-place version of ``F.embedding``'s ``max_norm`` rescaling of looked-up rows.
+
+    ``F.embedding`` rescales the *table* in place, which would write into frozen rows; applying the
+    same scale (``max_norm / (norm + 1e-7)`` where ``norm > max_norm``) to the gathered copy gives
+    the same output while leaving the frozen table untouched.
+    """
+    if max_norm is None:
+        return rows
+    norms = rows.norm(p=norm_type, dim=-1, keepdim=True)
+    scale = torch.where(norms > max_norm, max_norm / (norms + 1e-7), torch.ones_like(norms))
+    return rows * scale
+
+
+DENSE_REBUILD_REFUSES_SPARSE = (
+    "the lookup reads a table rebuilt every forward, and a sparse gradient cannot flow back "
+    "through that rebuild (torch has no sparse kernel for it)"
+)
