@@ -27,7 +27,7 @@ def check_weight(weight: object) -> Tensor:
 
 
 def as_trainable_mask(trainable: object, num_rows: int, device: torch.device) -> Tensor:
-    """Normalise ``trainable`` (bool mask of length V, or 1-D integer row ids) to a new bool mask."""
+    """Normalise ``trainable`` (bool mask of length V, or 1-D integer row ids) to a new mask."""
     if not isinstance(trainable, Tensor):
         raise TypeError(
             f"trainable: expected a bool mask tensor of shape ({num_rows},) or a 1-D integer "
