@@ -29,6 +29,10 @@ class GradHook(WholeTableParameter):
             grad = grad.coalesce()
             keep = self.trainable_mask[grad.indices()[0]].to(grad.dtype).unsqueeze(1)
             return torch.sparse_coo_tensor(
-                grad.indices(), grad.values() * keep, grad.shape, is_coalesced=True
+                grad.indices(),
+                grad.values() * keep,
+                grad.shape,
+                is_coalesced=True,
+                check_invariants=False,
             )
         return grad * self.trainable_mask.to(grad.dtype).unsqueeze(1)
