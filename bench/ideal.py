@@ -35,11 +35,11 @@ class IdealEmbedding(nn.Module):
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         """Nothing to connect; present so the training loop treats it like an approach."""
 
-    def table(self) -> Tensor:
+    def effective_weight(self) -> Tensor:
         return self.constant.index_put((self.trainable_ids,), self.rows)
 
     def merged_weight(self) -> Tensor:
-        return self.table().detach()
+        return self.effective_weight().detach()
 
     def forward(self, ids: Tensor) -> Tensor:
         o = self.options
@@ -50,7 +50,7 @@ class IdealEmbedding(nn.Module):
                 torch.embedding_renorm_(self.rows, used, o.max_norm, o.norm_type)
         return F.embedding(
             ids,
-            self.table(),
+            self.effective_weight(),
             padding_idx=o.padding_idx,
             max_norm=o.max_norm,
             norm_type=o.norm_type,

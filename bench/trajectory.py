@@ -56,9 +56,28 @@ class Case:
 
 @dataclass(frozen=True)
 class Loop:
-    """How the training loop is written; the default is the plain loop of DESIGN.md."""
+    """How the training loop is written; the default is the plain loop of DESIGN.md.
+
+    ``checkpoint_after``: save model and optimizer state before that step, load both into fresh
+    objects and continue (P6). ``clip_grad_norm``: ``clip_grad_norm_`` over ``parameters()``
+    after backward. ``micro_batches``: each step's ids are split along dim 0 and the gradients
+    accumulated. ``autocast``: forward and loss under ``torch.autocast`` with that dtype.
+    ``grad_scaler``: float16 loss scaling with ``torch.amp.GradScaler``. ``compile``: the module
+    is ``torch.compile``d with that backend. ``tied_output``: an output layer tied to the table
+    (``logits = out @ effective_weight().T``) adds a positive-weighted sum of logits to the loss.
+    """
 
     checkpoint_after: int | None = None
+    clip_grad_norm: float | None = None
+    micro_batches: int = 1
+    autocast: str | None = None
+    grad_scaler: bool = False
+    compile: str | None = None
+    tied_output: bool = False
+
+    def for_ideal(self) -> Loop:
+        """The reference keeps the loop's semantics but is never compiled nor checkpointed."""
+        return replace(self, compile=None, checkpoint_after=None)
 
 
 @dataclass
@@ -104,6 +123,26 @@ def _reload(module: torch.nn.Module, optimizer, factory: ModuleFactory, spec: Op
     return fresh, fresh_optimizer
 
 
+def _tied_coefficients(tokens: int, rows: int, step: int, like: Tensor) -> Tensor:
+    generator = torch.Generator().manual_seed(1000 + step)
+    return ((0.5 + torch.rand(tokens, rows, generator=generator)) * 0.1).to(like)
+
+
+def _loss(module, model, ids: Tensor, coefficients: Tensor, loop: Loop, step: int):
+    output = model(ids)
+    loss = (output * coefficients.to(output.dtype)).sum()
+    if loop.tied_output:
+        flat = output.reshape(-1, output.shape[-1])
+        logits = flat @ module.effective_weight().t()
+        tied = _tied_coefficients(flat.shape[0], logits.shape[1], step, logits)
+        loss = loss + (logits * tied).sum()
+    return output, loss
+
+
+def _compiled(module: torch.nn.Module, loop: Loop):
+    return torch.compile(module, backend=loop.compile) if loop.compile else module
+
+
 def train(
     factory: ModuleFactory, case: Case, spec: OptimizerSpec, loop: Loop = Loop()
 ) -> Trajectory:
@@ -113,22 +152,48 @@ def train(
         "trainable": case.trainable.clone(),
         **{f"ids[{i}]": ids.clone() for i, ids in enumerate(case.batches)},
     }
+    device_type = case.weight.device.type
     module = factory()
+    model = _compiled(module, loop)
     optimizer = spec.build(module.parameters())
     module.attach(optimizer)
+    scaler = torch.amp.GradScaler(device_type) if loop.grad_scaler else None
     reference = _reference_options(case.embedding_options)
     record = Trajectory([module.merged_weight()], [], [], [])
     for step, (ids, coefficients) in enumerate(zip(case.batches, case.coefficients, strict=True)):
         if loop.checkpoint_after == step:
             module, optimizer = _reload(module, optimizer, factory, spec)
+            model = _compiled(module, loop)
         record.expected_outputs.append(F.embedding(ids, record.tables[-1].clone(), **reference))
         optimizer.zero_grad()
-        output = module(ids)
-        loss = (output * coefficients).sum()
-        if loss.requires_grad:
-            loss.backward()
-        optimizer.step()
-        record.outputs.append(output.detach().clone())
+        outputs = []
+        chunks = zip(
+            torch.tensor_split(ids, loop.micro_batches),
+            torch.tensor_split(coefficients, loop.micro_batches),
+            strict=True,
+        )
+        for micro_ids, micro_coefficients in chunks:
+            if micro_ids.numel() == 0:
+                continue
+            with torch.autocast(
+                device_type,
+                dtype=getattr(torch, loop.autocast or "bfloat16"),
+                enabled=loop.autocast is not None,
+            ):
+                output, loss = _loss(module, model, micro_ids, micro_coefficients, loop, step)
+            outputs.append(output.detach().clone())
+            if loss.requires_grad:
+                (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.unscale_(optimizer)
+        if loop.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), loop.clip_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        record.outputs.append(torch.cat(outputs).view(*ids.shape, -1))
         record.tables.append(module.merged_weight())
     current = {
         "weight": case.weight,
@@ -143,3 +208,15 @@ def train(
 
 def with_options(case: Case, **options) -> Case:
     return replace(case, options={**case.options, **options})
+
+
+def on(case: Case, device: str | torch.device, dtype: torch.dtype | None = None) -> Case:
+    """The same case on another device and/or in another floating-point dtype."""
+    dtype = dtype or case.weight.dtype
+    return replace(
+        case,
+        weight=case.weight.to(device, dtype),
+        trainable=case.trainable.to(device),
+        batches=tuple(b.to(device) for b in case.batches),
+        coefficients=tuple(c.to(device, dtype) for c in case.coefficients),
+    )

@@ -2,8 +2,8 @@
 
 An approach subclasses :class:`PartiallyFrozenEmbedding`, names itself in ``name``, builds its
 parameters and buffers in ``__init__`` from an already-validated weight and mask, and implements
-``lookup`` and ``merged_weight``. Everything a user calls goes through the base class, so argument
-checking, option refusal and the "inputs are never mutated" guarantee live in one place.
+``lookup`` and ``effective_weight``. Everything a user calls goes through the base class, so
+argument checking, option refusal and the "inputs are never mutated" guarantee live in one place.
 """
 
 from __future__ import annotations
@@ -109,9 +109,17 @@ class PartiallyFrozenEmbedding(nn.Module):
     def lookup(self, ids: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def effective_weight(self) -> Tensor:
+        """The ``(V, D)`` table the lookup reads, as a differentiable tensor.
+
+        This is what an output layer tied to the embedding (language-model style) multiplies by;
+        for approaches that store the table in pieces it is assembled, at O(V·D) cost.
+        """
+        raise NotImplementedError
+
     def merged_weight(self) -> Tensor:
         """The effective ``(V, D)`` table, detached and safe to keep."""
-        raise NotImplementedError
+        return self.effective_weight().detach().clone()
 
     def embed(self, ids: Tensor, table: Tensor, padding_idx: int | None) -> Tensor:
         """``F.embedding`` with this module's options on ``table``.
@@ -146,10 +154,10 @@ class WholeTableParameter(PartiallyFrozenEmbedding):
         self.weight = nn.Parameter(weight)
 
     def lookup(self, ids: Tensor) -> Tensor:
-        return self.embed(ids, self.weight, self.options.padding_idx)
+        return self.embed(ids, self.effective_weight(), self.options.padding_idx)
 
-    def merged_weight(self) -> Tensor:
-        return self.weight.detach().clone()
+    def effective_weight(self) -> Tensor:
+        return self.weight
 
 
 def renormed(rows: Tensor, max_norm: float | None, norm_type: float) -> Tensor:

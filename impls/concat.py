@@ -42,5 +42,5 @@ class Concat(PartiallyFrozenEmbedding):
             self.position[ids], self.table(), None if pad is None else int(self.position[pad])
         )
 
-    def merged_weight(self) -> Tensor:
-        return self.table().detach()[self.position]
+    def effective_weight(self) -> Tensor:
+        return self.table()[self.position]

@@ -21,6 +21,5 @@ class DetachMask(WholeTableParameter):
     name = "detach_mask"
     refused_options = {"sparse": DENSE_REBUILD_REFUSES_SPARSE}
 
-    def lookup(self, ids: Tensor) -> Tensor:
-        table = torch.where(self.trainable_mask.unsqueeze(1), self.weight, self.weight.detach())
-        return self.embed(ids, table, self.options.padding_idx)
+    def effective_weight(self) -> Tensor:
+        return torch.where(self.trainable_mask.unsqueeze(1), self.weight, self.weight.detach())

@@ -33,5 +33,5 @@ class IndexCopy(PartiallyFrozenEmbedding):
     def lookup(self, ids: Tensor) -> Tensor:
         return self.embed(ids, self.table(), self.options.padding_idx)
 
-    def merged_weight(self) -> Tensor:
-        return self.table().detach()
+    def effective_weight(self) -> Tensor:
+        return self.table()

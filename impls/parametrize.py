@@ -46,5 +46,5 @@ class Parametrize(PartiallyFrozenEmbedding):
     def lookup(self, ids: Tensor) -> Tensor:
         return self.embed(ids, self.weight, self.options.padding_idx)
 
-    def merged_weight(self) -> Tensor:
-        return self.weight.detach()
+    def effective_weight(self) -> Tensor:
+        return self.weight

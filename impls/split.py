@@ -55,5 +55,5 @@ class Split(PartiallyFrozenEmbedding):
         out = out.index_put((hit,), trained)
         return out.view(*ids.shape, self.embedding_dim)
 
-    def merged_weight(self) -> Tensor:
-        return self.frozen_weight.index_put((self.trainable_ids,), self.trainable_weight.detach())
+    def effective_weight(self) -> Tensor:
+        return self.frozen_weight.index_put((self.trainable_ids,), self.trainable_weight)
