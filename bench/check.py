@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import impls
 
 from . import properties as P
-from .optimizers import OptimizerSpec
-from .trajectory import Case, Loop, approach_factory, ideal_factory, train
-
-CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
+from .optimizers import OPTIMIZERS
+from .scenarios import CORE_PROPERTIES, Scenario
+from .trajectory import Case, approach_factory, ideal_factory, train
 
 
 @dataclass
@@ -28,20 +27,25 @@ def unsupported_reason(error: Exception) -> str:
 
 def check_case(
     approach: str,
-    spec: OptimizerSpec,
+    scenario: Scenario,
     case: Case,
-    scenario: str,
-    properties: tuple[str, ...] = CORE_PROPERTIES,
+    properties: tuple[str, ...] | None = None,
 ) -> CaseResult:
-    """Run ``case`` through ``approach`` and the ideal, and judge ``properties``.
+    """Run a drawn ``case`` through ``approach`` and the ideal under ``scenario``; judge
+    ``properties`` (default: the scenario's single-process properties).
 
-    An approach that refuses the case's options, or an optimizer that rejects its gradients
+    An approach that refuses the scenario's options, or an optimizer that rejects its gradients
     (SparseAdam on dense gradients, Adam on sparse ones), makes the case ``unsupported``: the
     error text is the result.
     """
+    properties = tuple(p for p in (properties or scenario.properties) if p in CORE_PROPERTIES)
+    case = scenario.prepare(case)
+    spec = OPTIMIZERS[scenario.optimizer]
+    loop = scenario.loop
     factory = approach_factory(approach, case)
+    name = scenario.name
     try:
-        run = train(factory, case, spec)
+        run = train(factory, case, spec, loop)
     except impls.UnsupportedOption as error:
         return CaseResult(unsupported=unsupported_reason(error))
     except RuntimeError as error:
@@ -52,21 +56,20 @@ def check_case(
     verdicts: dict[str, P.Verdict] = {}
     ideal = None
     if "P2" in properties or "P3" in properties:
-        ideal = train(ideal_factory(case), case, spec)
+        ideal = train(ideal_factory(case), case, spec, loop.for_ideal())
     for prop in properties:
         if prop == "P1":
-            verdicts[prop] = P.frozen_rows_identical(run, mask, approach, scenario)
+            verdicts[prop] = P.frozen_rows_identical(run, mask, approach, name)
         elif prop == "P2":
-            verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, scenario)
+            verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
         elif prop == "P3":
-            verdicts[prop] = P.follows_ideal(run, ideal, mask, approach, scenario)
+            verdicts[prop] = P.follows_ideal(run, ideal, mask, approach, name)
         elif prop == "P4":
-            verdicts[prop] = P.forward_matches_table(run, approach, scenario)
+            verdicts[prop] = P.forward_matches_table(run, approach, name)
         elif prop == "P5":
-            verdicts[prop] = P.inputs_untouched(run, approach, scenario)
+            verdicts[prop] = P.inputs_untouched(run, approach, name)
         elif prop == "P6":
-            resumed = train(factory, case, spec, Loop(checkpoint_after=len(case.batches) // 2))
-            verdicts[prop] = P.resume_matches(resumed, run, approach, scenario)
-        else:
-            raise ValueError(f"properties: unknown property {prop!r}; expected P1..P6")
+            resumed_loop = replace(loop, checkpoint_after=len(case.batches) // 2)
+            resumed = train(factory, case, spec, resumed_loop)
+            verdicts[prop] = P.resume_matches(resumed, run, approach, name)
     return CaseResult(verdicts)

@@ -62,16 +62,25 @@ def cases(
     max_rows: int = 64,
     max_dim: int = 16,
     max_steps: int = 4,
-    padding: bool | None = None,
+    padding: str | None = "any",
 ) -> Case:
-    """A training case. ``padding`` True forces a padding_idx, False forbids one, None draws."""
+    """A training case. ``padding``: None for no padding_idx, "any" to draw one (or none),
+    "frozen" / "trainable" for a padding_idx on such a row (none when the mask has no such row).
+    """
     num_rows = draw(st.integers(1, max_rows))
     dim = draw(st.integers(1, max_dim))
     mask = draw(masks(num_rows))
     options = {}
-    use_padding = draw(st.booleans()) if padding is None else padding
-    if use_padding:
-        options["padding_idx"] = draw(st.integers(0, num_rows - 1))
+    if padding == "any":
+        candidates = list(range(num_rows)) if draw(st.booleans()) else []
+    elif padding in ("frozen", "trainable"):
+        candidates = (mask if padding == "trainable" else ~mask).nonzero().squeeze(1).tolist()
+    elif padding is None:
+        candidates = []
+    else:
+        raise ValueError(f"padding: expected None, 'any', 'frozen' or 'trainable', got {padding!r}")
+    if candidates:
+        options["padding_idx"] = draw(st.sampled_from(candidates))
     special = [i for i in (boundary_id(mask), options.get("padding_idx")) if i is not None]
     batches = draw(id_batches(num_rows, special, max_steps))
     seed = draw(st.integers(0, 2**16))

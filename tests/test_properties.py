@@ -11,13 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import assume, find, given, settings
+from hypothesis import strategies as st
 
 import impls
-from bench.check import CORE_PROPERTIES, check_case
+from bench.check import check_case
 from bench.expectations import HOLDS, UNSUPPORTED, VIOLATED, expectation
-from bench.optimizers import OPTIMIZERS
-from bench.strategies import cases, worked_example
-from bench.trajectory import Case, with_options
+from bench.scenarios import CORE_PROPERTIES, SCENARIOS
+from bench.strategies import worked_example
+from bench.trajectory import Case
 
 OPTIMIZER_SCENARIOS = (
     "sgd",
@@ -35,29 +36,20 @@ OPTIMIZER_SCENARIOS = (
 CELLS = [(a, o) for a in impls.APPROACHES for o in OPTIMIZER_SCENARIOS]
 
 
-def prepared(case: Case, optimizer: str) -> Case:
-    """SparseAdam needs sparse gradients, so its scenario turns ``sparse=True`` on."""
-    return with_options(case, sparse=True) if OPTIMIZERS[optimizer].needs_sparse_grad else case
-
-
-def usable(case: Case, optimizer: str) -> bool:
-    # torch.optim.Adafactor divides by the parameter's row count: an empty (0, D) parameter (no
-    # trainable rows) raises ZeroDivisionError — see test_adafactor_rejects_an_empty_parameter.
-    return not (optimizer == "adafactor" and not case.trainable.any())
-
-
-def expected(approach: str, optimizer: str, outcome: str) -> list[str]:
-    return [p for p in CORE_PROPERTIES if expectation(approach, optimizer, p).outcome == outcome]
+def expected(approach: str, scenario: str, outcome: str) -> list[str]:
+    return [p for p in CORE_PROPERTIES if expectation(approach, scenario, p).outcome == outcome]
 
 
 @pytest.mark.parametrize(("approach", "optimizer"), CELLS)
-@given(case=cases())
-def test_cells_marked_holds_hold_on_every_example(approach, optimizer, case):
+@given(data=st.data())
+def test_cells_marked_holds_hold_on_every_example(approach, optimizer, data):
     holding = expected(approach, optimizer, HOLDS)
     if not holding:
         return
-    assume(usable(case, optimizer))
-    result = check_case(approach, OPTIMIZERS[optimizer], prepared(case, optimizer), optimizer)
+    scenario = SCENARIOS[optimizer]
+    case = data.draw(scenario.cases())
+    assume(scenario.usable(case))
+    result = check_case(approach, scenario, case, tuple(holding))
     assert result.unsupported is None, f"{approach} / {optimizer}: {result.unsupported}"
     failures = [result.verdicts[p].message for p in holding if not result.verdicts[p]]
     assert not failures, "\n".join(failures)
@@ -70,18 +62,19 @@ VIOLATED_CELLS = [
 
 @pytest.mark.parametrize(("approach", "optimizer", "prop"), VIOLATED_CELLS)
 def test_cells_marked_violated_are_shown_violated(approach, optimizer, prop):
-    spec = OPTIMIZERS[optimizer]
+    scenario = SCENARIOS[optimizer]
 
     def violates(case: Case) -> bool:
-        if not usable(case, optimizer):
+        if not scenario.usable(case):
             return False
-        result = check_case(approach, spec, prepared(case, optimizer), optimizer, (prop,))
-        return not result.verdicts[prop].holds
+        return not check_case(approach, scenario, case, (prop,)).verdicts[prop].holds
 
     witness = worked_example()
     if not violates(witness):
-        witness = find(cases(), violates, settings=settings(max_examples=500, database=None))
-    verdict = check_case(approach, spec, prepared(witness, optimizer), optimizer, (prop,))
+        witness = find(
+            scenario.cases(), violates, settings=settings(max_examples=500, database=None)
+        )
+    verdict = check_case(approach, scenario, witness, (prop,))
     assert not verdict.verdicts[prop].holds
     assert approach in verdict.verdicts[prop].message
     assert optimizer in verdict.verdicts[prop].message
@@ -94,9 +87,7 @@ UNSUPPORTED_CELLS = [
 
 @pytest.mark.parametrize(("approach", "optimizer"), UNSUPPORTED_CELLS)
 def test_cells_marked_unsupported_are_refused_by_name(approach, optimizer):
-    result = check_case(
-        approach, OPTIMIZERS[optimizer], prepared(worked_example(), optimizer), optimizer
-    )
+    result = check_case(approach, SCENARIOS[optimizer], worked_example())
     assert result.unsupported is not None, f"{approach} / {optimizer} ran; expected a refusal"
     assert approach in result.unsupported
     assert "sparse" in result.unsupported

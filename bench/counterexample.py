@@ -1,0 +1,78 @@
+"""Counterexamples as Python a user can paste to see a violation for themselves."""
+
+from __future__ import annotations
+
+import torch
+
+from .optimizers import OPTIMIZERS
+from .scenarios import Scenario
+from .trajectory import Case, Loop
+
+
+def tensor_source(tensor: torch.Tensor) -> str:
+    """Exact: float32/16 values print as the doubles they are, and convert back bit for bit."""
+    return f"torch.tensor({tensor.tolist()!r}, dtype={tensor.dtype})"
+
+
+def _case_source(case: Case) -> list[str]:
+    batches = ", ".join(tensor_source(b) for b in case.batches)
+    coefficients = ", ".join(tensor_source(c) for c in case.coefficients)
+    return [
+        f"weight = {tensor_source(case.weight)}",
+        f"trainable = {tensor_source(case.trainable)}",
+        f"batches = [{batches}]",
+        f"coefficients = [{coefficients}]",
+    ]
+
+
+def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> str:
+    """Source that reproduces ``prop``'s verdict for ``approach`` on ``case``.
+
+    A plain loop is spelled out with torch and ``impls`` only; a scenario with loop features is
+    replayed through ``bench.check.check_case``, which implements them.
+    """
+    case = scenario.prepare(case)
+    lines = ["import torch", "import impls", *_case_source(case)]
+    if scenario.loop == Loop() and prop in ("P1", "P2"):
+        options = "".join(f", {k}={v!r}" for k, v in case.options.items())
+        lines += [
+            f"emb = impls.APPROACHES[{approach!r}].from_pretrained(weight, trainable{options})",
+            f"optimizer = {OPTIMIZERS[scenario.optimizer].source()}",
+            "emb.attach(optimizer)",
+            "for ids, coefficient in zip(batches, coefficients):",
+            "    optimizer.zero_grad()",
+            "    loss = (emb(ids) * coefficient).sum()",
+            "    if loss.requires_grad:",
+            "        loss.backward()",
+            "    optimizer.step()",
+            "after = emb.merged_weight()",
+        ]
+        if prop == "P1":
+            lines.append(
+                "print('frozen rows changed by', (after - weight)[~trainable].abs().max())"
+            )
+        else:
+            lines.append("print('trainable rows changed by', (after - weight)[trainable].abs())")
+        return "\n".join(lines)
+    lines = [
+        lines[0],
+        "from bench.check import check_case",
+        "from bench.scenarios import SCENARIOS",
+        "from bench.trajectory import Case",
+        *lines[2:],
+        "case = Case(weight, trainable, tuple(batches), tuple(coefficients), "
+        f"{dict(case.options)!r})",
+        f"result = check_case({approach!r}, SCENARIOS[{scenario.name!r}], case, ({prop!r},))",
+        f"print(result.unsupported or result.verdicts[{prop!r}].message or 'holds')",
+    ]
+    return "\n".join(lines)
+
+
+def distributed_reproduction(approach: str, wrapper: str, optimizer: str) -> str:
+    return "\n".join(
+        [
+            "from bench.distributed import frozen_rows_intact, ranks_agree, run_distributed",
+            f"outcome = run_distributed({approach!r}, {wrapper!r}, optimizer={optimizer!r})",
+            "print(outcome.error or (ranks_agree(outcome), frozen_rows_intact(outcome)[:3]))",
+        ]
+    )

@@ -1,0 +1,204 @@
+"""The training scenarios of the verification matrix: one named, documented value per axis.
+
+A scenario fixes everything about a check except the random case: optimizer, embedding options,
+dtype, device and how the loop is written. Scenario names are the second key of the truth table
+(``bench.expectations``) and of ``verification.json``; the optimizer scenarios are named after
+their optimizer so that a rule about "weight decay" reads as a list of names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .optimizers import OPTIMIZERS
+from .strategies import cases
+from .trajectory import Case, Loop, on, with_options
+
+CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
+
+LOOP_OPTIMIZER = "adam"  # no weight decay, elementwise: a loop feature's effect shows alone
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    group: str  # optimizer | option | dtype | loop | distributed | device
+    description: str
+    optimizer: str = LOOP_OPTIMIZER
+    options: dict = field(default_factory=dict)
+    padding: str | None = "any"  # see bench.strategies.cases
+    dtype: str = "float32"
+    device: str = "cpu"
+    loop: Loop = field(default_factory=Loop)
+    properties: tuple[str, ...] = CORE_PROPERTIES
+    max_examples: int | None = None  # a cap for scenarios whose examples are slow
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def params(self) -> dict:
+        """Everything that defines the scenario, for the result record."""
+        params = asdict(self)
+        params["optimizer_kwargs"] = OPTIMIZERS[self.optimizer].kwargs
+        params["optimizer_class"] = OPTIMIZERS[self.optimizer].class_name
+        return params
+
+    def prepare(self, case: Case) -> Case:
+        """The drawn case with this scenario's options, dtype and device."""
+        return on(with_options(case, **self.options), self.device, self.torch_dtype)
+
+    def usable(self, case: Case) -> bool:
+        """Whether a drawn case can be run at all (not whether it passes).
+
+        torch.optim.Adafactor divides by the parameter's row count, so an empty (0, D) parameter
+        — what split-style approaches hold when every row is frozen — raises ZeroDivisionError.
+        """
+        return not (
+            OPTIMIZERS[self.optimizer].class_name == "Adafactor" and not case.trainable.any()
+        )
+
+    def cases(self):
+        """The hypothesis strategy of cases for this scenario."""
+        return cases(padding=self.padding)
+
+    def available(self) -> str | None:
+        """Why this scenario cannot run on this machine, or None."""
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return "no CUDA device"
+        return None
+
+
+def _optimizer_scenarios() -> list[Scenario]:
+    return [
+        Scenario(
+            name,
+            "optimizer",
+            f"{spec.description}; plain loop, float32",
+            optimizer=name,
+            options={"sparse": True} if spec.needs_sparse_grad else {},
+        )
+        for name, spec in OPTIMIZERS.items()
+    ]
+
+
+DISTRIBUTED = ("ddp", "fsdp2")
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        *_optimizer_scenarios(),
+        Scenario("padding_on_frozen", "option", "padding_idx on a frozen row", padding="frozen"),
+        Scenario(
+            "padding_on_trainable",
+            "option",
+            "padding_idx on a trainable row (it must get no gradient, as in nn.Embedding)",
+            padding="trainable",
+        ),
+        Scenario(
+            "max_norm",
+            "option",
+            "max_norm=1.0: nn.Embedding renormalises looked-up rows in place during forward",
+            options={"max_norm": 1.0},
+        ),
+        Scenario(
+            "scale_grad_by_freq",
+            "option",
+            "scale_grad_by_freq=True: gradients divided by each id's count in the batch",
+            options={"scale_grad_by_freq": True},
+        ),
+        Scenario(
+            "sparse_sgd",
+            "option",
+            "sparse=True with SGD",
+            optimizer="sgd",
+            options={"sparse": True},
+        ),
+        Scenario(
+            "sparse_adagrad",
+            "option",
+            "sparse=True with Adagrad",
+            optimizer="adagrad",
+            options={"sparse": True},
+        ),
+        Scenario("float64", "dtype", "table and training in float64", dtype="float64"),
+        Scenario("bfloat16", "dtype", "table and training in bfloat16", dtype="bfloat16"),
+        Scenario("float16", "dtype", "table and training in float16", dtype="float16"),
+        Scenario(
+            "clip_grad_norm",
+            "loop",
+            "clip_grad_norm_(parameters(), 0.1) after backward",
+            loop=Loop(clip_grad_norm=0.1),
+        ),
+        Scenario(
+            "grad_accumulation",
+            "loop",
+            "each step accumulates the gradients of 2 micro-batches",
+            loop=Loop(micro_batches=2),
+        ),
+        Scenario(
+            "autocast_bf16",
+            "loop",
+            "forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)",
+            loop=Loop(autocast="bfloat16", tied_output=True),
+        ),
+        Scenario(
+            "compile",
+            "loop",
+            "the module is torch.compile'd (aot_eager backend: traced forward and backward)",
+            loop=Loop(compile="aot_eager"),
+            properties=("P1", "P2", "P3", "P4", "P5"),
+            max_examples=3,
+        ),
+        Scenario(
+            "tied_output",
+            "loop",
+            "an output layer tied to the table: logits = out @ effective_weight().T",
+            loop=Loop(tied_output=True),
+        ),
+        Scenario(
+            "checkpoint",
+            "loop",
+            "save model and optimizer state mid-run, load into fresh objects, continue (AdamW)",
+            optimizer="adamw",
+            properties=("P6",),
+        ),
+        Scenario(
+            "ddp",
+            "distributed",
+            "DistributedDataParallel, gloo, 2 ranks on loopback, different data per rank",
+            properties=("P1", "P7"),
+        ),
+        Scenario(
+            "fsdp2",
+            "distributed",
+            "FSDP2 fully_shard, gloo, 2 ranks on loopback, different data per rank",
+            properties=("P1", "P7"),
+        ),
+        Scenario(
+            "cuda_adamw",
+            "device",
+            "AdamW defaults on CUDA, float32",
+            optimizer="adamw",
+            device="cuda",
+        ),
+        Scenario(
+            "cuda_autocast_fp16",
+            "device",
+            "CUDA autocast float16 with GradScaler",
+            device="cuda",
+            loop=Loop(autocast="float16", grad_scaler=True),
+        ),
+    )
+}
+
+
+def scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(
+            f"scenario: unknown name {name!r}; expected one of {sorted(SCENARIOS)}"
+        ) from None
