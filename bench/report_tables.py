@@ -1,0 +1,111 @@
+"""The report's data tables, built with pandas and rendered to escaped HTML.
+
+Values are formatted here (bytes as MiB/GiB, seconds as ms/s) and pandas escapes every cell, so
+a string from a result file can never become markup in the page.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.report_data import (
+    CASE_COLUMNS,
+    describe_case,
+    format_bytes,
+    format_percent,
+    format_seconds,
+    is_missing,
+    row_keys,
+)
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0, classes="data", na_rep="–")
+
+
+def yes_no(value: object) -> str:
+    if is_missing(value):
+        return "–"
+    return "yes" if value is True or value == "True" else "NO"
+
+
+def headline_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Every approach's numbers at the headline case (full step), fastest first per device."""
+    rows = results[
+        (results["sweep"] == "headline")
+        & (results["phase"] == "step")
+        & (results["status"] == "ok")
+    ].sort_values(["device", "median_s"])
+    return pd.DataFrame(
+        {
+            "approach": rows["approach"],
+            "device": rows["device"],
+            "dtype": rows["dtype"],
+            "gradients": rows["sparse"].map({True: "sparse", False: "dense"}),
+            "step (median)": rows["median_s"].map(format_seconds),
+            "IQR": rows["iqr_s"].map(format_seconds),
+            "tokens/s": rows["tokens_per_s"].map(lambda v: "–" if is_missing(v) else f"{v:,.0f}"),
+            "persistent": rows["persistent_bytes"].map(format_bytes),
+            "peak": rows["peak_bytes"].map(format_bytes),
+            "bound": rows["bound_s"].map(format_seconds),
+            "fraction of bound": rows["fraction_of_bound"].map(format_percent),
+            "frozen rows identical": rows["frozen_rows_identical"].map(yes_no),
+        }
+    )
+
+
+def frozen_drift_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Measured cases after which frozen rows were no longer identical (expected for controls)."""
+    drifted = results["frozen_rows_identical"].map(lambda v: v is False or v == "False")
+    return cases_table(results[drifted], ["approach", "sweep"])
+
+
+def not_run_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Skipped and failed cases with their reasons."""
+    return cases_table(
+        results[results["status"] != "ok"], ["approach", "status", "sweep", "reason"]
+    )
+
+
+def cases_table(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` and the case described in words, one row per case (its phases joined)."""
+    if rows.empty:
+        return pd.DataFrame()
+    records = []
+    for _, group in rows.groupby(row_keys(rows, [*columns, *CASE_COLUMNS]), sort=False):
+        first = group.iloc[0]
+        record = {column: first[column] for column in columns}
+        record["case"] = describe_case(first)
+        record["phases"] = ", ".join(dict.fromkeys(group["phase"]))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+REALDATA_FORMATS = {
+    "frozen_rows_identical": yes_no,
+    "max_frozen_change": lambda v: "–" if is_missing(v) else f"{float(v):.3g}",
+    "test_accuracy": format_percent,
+    "train_accuracy": format_percent,
+    "seconds": format_seconds,
+}
+REALDATA_CAPTION_COLUMNS = ("model", "optimizer", "weight_decay", "epochs", "seed")
+
+
+def realdata_table(realdata: pd.DataFrame) -> pd.DataFrame:
+    """The real-data records, one row per approach; run-wide settings go to the caption."""
+    shown = [c for c in realdata.columns if c not in (*REALDATA_CAPTION_COLUMNS, "env")]
+    table = realdata[shown].copy()
+    for column, formatter in REALDATA_FORMATS.items():
+        if column in table.columns:
+            table[column] = table[column].map(formatter)
+    return table.dropna(axis=1, how="all")
+
+
+def realdata_caption(realdata: pd.DataFrame) -> str:
+    first = realdata.iloc[0]
+    parts = [
+        f"{column.replace('_', ' ')} {first[column]}"
+        for column in REALDATA_CAPTION_COLUMNS
+        if not is_missing(first.get(column))
+    ]
+    return "; ".join(parts)

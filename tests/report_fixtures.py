@@ -1,0 +1,254 @@
+"""Small result files, written the way the commands write them, to build the report from.
+
+They follow the schemas of ``verify``, ``run`` and ``realdata`` exactly but are tiny: three
+approaches, four scenarios, a three-point vocabulary sweep, one headline case, one skipped case.
+Timings are arguments, so a test can change them and watch the answer change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+INJECTION = "<script>alert('x')</script>"
+
+ENV = {
+    "torch_version": "2.13.0",
+    "python_version": "3.11.9",
+    "cpu_model": f"Fixture CPU {INJECTION}",
+    "cpu_count": 2,
+    "threads": 2,
+    "gpu_name": None,
+    "cuda_version": None,
+    "commit": "0123456789ab",
+    "date": "2025-11-25T04:00:00+00:00",
+}
+
+# scenario -> (group, params, properties); params as ``bench verify`` records them: a named
+# optimizer configuration, its torch class and its keyword arguments.
+SCENARIOS = {
+    "adamw": (
+        "optimizer",
+        {"optimizer": "adamw", "optimizer_class": "AdamW", "optimizer_kwargs": {}, "options": {}},
+        ("P1", "P2", "P3"),
+    ),
+    "sgd_momentum": (
+        "optimizer",
+        {
+            "optimizer": "sgd_momentum",
+            "optimizer_class": "SGD",
+            "optimizer_kwargs": {"momentum": 0.9},
+            "options": {},
+        },
+        ("P1", "P2", "P3"),
+    ),
+    "max_norm": (
+        "option",
+        {"optimizer": "adam", "optimizer_class": "Adam", "options": {"max_norm": 1.0}},
+        ("P1",),
+    ),
+    "ddp": (
+        "distributed",
+        {"optimizer": "adam", "optimizer_class": "Adam", "optimizer_kwargs": {}, "options": {}},
+        ("P1", "P7"),
+    ),
+}
+APPROACHES = ("full", "grad_zero", "split")
+
+WEIGHT_DECAY_EXPLANATION = f"AdamW decays every row, zero gradient or not {INJECTION}"
+# (approach, scenario, property) -> (outcome, expected, explanation, detail)
+NOT_HOLDING = {
+    ("full", "adamw", "P1"): ("violated", "violated", "every row trains by construction", None),
+    ("full", "sgd_momentum", "P1"): ("violated", "violated", "every row trains", None),
+    ("full", "max_norm", "P1"): ("violated", "violated", "every row trains", None),
+    ("full", "ddp", "P1"): ("violated", "violated", "every row trains", None),
+    ("grad_zero", "adamw", "P1"): ("violated", "violated", WEIGHT_DECAY_EXPLANATION, None),
+    ("split", "max_norm", "P1"): ("violated", "holds", "max_norm renormalises in place", None),
+    ("split", "ddp", "P7"): (
+        "unsupported",
+        "unsupported",
+        "",
+        "DDP needs find_unused_parameters=True for split",
+    ),
+}
+
+
+def verification_records(extra: Mapping[tuple[str, str, str], tuple] | None = None) -> list[dict]:
+    """One record per (approach, scenario, property); ``extra`` adds or overrides cells."""
+    cells = dict(NOT_HOLDING)
+    cells.update(extra or {})
+    approaches = list(dict.fromkeys([*APPROACHES, *(a for a, _, _ in cells)]))
+    records = []
+    for approach in approaches:
+        for scenario, (group, params, properties) in SCENARIOS.items():
+            for property_name in properties:
+                outcome, expected, explanation, detail = cells.get(
+                    (approach, scenario, property_name), ("holds", "holds", "", None)
+                )
+                violated = outcome == "violated"
+                records.append(
+                    {
+                        "approach": approach,
+                        "scenario": scenario,
+                        "group": group,
+                        "property": property_name,
+                        "outcome": outcome,
+                        "expected": expected,
+                        "explanation": explanation,
+                        "examples": 25,
+                        "counterexample": f"# {approach} {scenario}\nimport torch\n"
+                        if violated
+                        else None,
+                        "max_abs_change": 0.004 if violated else 0.0,
+                        "detail": detail,
+                        "params": params,
+                        "env": ENV,
+                    }
+                )
+    return records
+
+
+HEADLINE_STEP_S = {
+    "grad_zero": 1.0,
+    "split": 0.006,
+    "full": 0.3,
+    "peft_trainable_tokens": 0.02,
+}
+D, T, FRACTION = 300, 4096, 0.01
+
+
+def case(approach: str, V: int, sweep: str, fraction: float = FRACTION) -> dict:
+    return {
+        "approach": approach,
+        "device": "cpu",
+        "dtype": "float32",
+        "V": V,
+        "D": D,
+        "trainable_fraction": fraction,
+        "n_trainable": int(V * fraction),
+        "T": T,
+        "optimizer": "AdamW",
+        "sparse": False,
+        "sweep": sweep,
+        "profile": "quick",
+    }
+
+
+def persistent_bytes(approach: str, V: int, fraction: float) -> int:
+    """Parameters + gradient + two AdamW states over the trained rows, plus frozen buffers."""
+    trained_rows = V if approach in ("full", "grad_zero") else int(V * fraction)
+    frozen_rows = V - trained_rows if approach != "split" else V
+    return 4 * D * (4 * trained_rows + frozen_rows)
+
+
+def measured(row: dict, phase: str, seconds: float) -> dict:
+    fraction = row["trainable_fraction"]
+    bound_bytes = 4 * D * (2 * T + 4 * int(row["V"] * fraction))
+    bandwidth = 10e9
+    return {
+        **row,
+        "phase": phase,
+        "status": "ok",
+        "reason": None,
+        "median_s": seconds,
+        "iqr_s": seconds * 0.05,
+        "rounds": 7,
+        "tokens_per_s": T / seconds,
+        "persistent_bytes": persistent_bytes(row["approach"], row["V"], fraction),
+        "peak_bytes": int(1.5 * persistent_bytes(row["approach"], row["V"], fraction)),
+        "bound_bytes": bound_bytes,
+        "bandwidth_bytes_per_s": bandwidth,
+        "bound_s": bound_bytes / bandwidth,
+        "fraction_of_bound": bound_bytes / bandwidth / seconds,
+        "allreduce_bytes": None,
+        "frozen_rows_identical": row["approach"] != "full",
+        "env": ENV,
+    }
+
+
+def phases(row: dict, step_s: float) -> list[dict]:
+    return [
+        measured(row, "forward", step_s * 0.2),
+        measured(row, "forward_backward", step_s * 0.6),
+        measured(row, "step", step_s),
+    ]
+
+
+def results_records(headline_step_s: Mapping[str, float] = HEADLINE_STEP_S) -> list[dict]:
+    """Headline case for every approach, a vocab and a fraction sweep, DDP, one skipped case."""
+    records = []
+    for approach, step_s in headline_step_s.items():
+        records += phases(case(approach, 400_000, "headline"), step_s)
+    for approach in APPROACHES:
+        for V in (10_000, 100_000, 400_000):
+            scale = V / 400_000 if approach in ("full", "grad_zero") else 1.0
+            records += phases(case(approach, V, "vocab"), headline_step_s[approach] * scale)
+        for fraction in (0.001, 0.01, 0.5):
+            scale = 1.0 if approach in ("full", "grad_zero") else fraction / FRACTION
+            records.append(
+                measured(case(approach, 400_000, "fraction", fraction), "step", 0.006 * scale)
+            )
+    for approach in ("grad_zero", "split"):
+        ddp = measured(case(approach, 10_000, "ddp"), "ddp_step", 0.05)
+        ddp["allreduce_bytes"] = 4 * D * (10_000 if approach == "grad_zero" else 100)
+        records.append(ddp)
+    for phase in ("forward", "forward_backward", "step"):
+        skipped = {**case("grad_zero", 2_000_000, "vocab"), "phase": phase, "env": ENV}
+        skipped.update(status="skipped", reason="estimated 31.2 GB > 20.0 GB free")
+        records.append(skipped)
+    return records
+
+
+def headline_only(records: list[dict]) -> list[dict]:
+    """The headline rows alone: enough for the answer, and only two figures to draw."""
+    return [record for record in records if record["sweep"] == "headline"]
+
+
+def realdata_records() -> list[dict]:
+    outcomes = {"full": False, "grad_zero": False, "split": True}
+    return [
+        {
+            "approach": approach,
+            "pretrained_rows": 1000,
+            "new_rows": 250,
+            "frozen_rows_identical": identical,
+            "new_rows_changed": 250,
+            "max_frozen_change": 0.0 if identical else 0.01,
+            "test_accuracy": 0.71,
+            "train_accuracy": 0.9,
+            "seconds": 1.5,
+            "epochs": 3,
+            "optimizer": "AdamW",
+            "weight_decay": 0.01,
+            "seed": 0,
+            "model": "mean_pool_linear",
+            "env": ENV,
+        }
+        for approach, identical in outcomes.items()
+    ]
+
+
+def write(directory: Path, filename: str, records: list[dict]) -> Path:
+    """Write ``records`` as the commands do: a JSON list (``ResultsFile``'s format)."""
+    path = directory / filename
+    path.write_text(json.dumps(records, indent=1, default=str))
+    return path
+
+
+def write_all(
+    directory: Path,
+    *,
+    verification: list[dict] | None = None,
+    results: list[dict] | None = None,
+    realdata: list[dict] | None = None,
+) -> Path:
+    """Write whichever of the three files are given into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if verification is not None:
+        write(directory, "verification.json", verification)
+    if results is not None:
+        write(directory, "results.json", results)
+    if realdata is not None:
+        write(directory, "realdata.json", realdata)
+    return directory
