@@ -1,0 +1,287 @@
+"""P7 under DistributedDataParallel and FSDP2, and what DDP communicates per step.
+
+Each case trains one approach on 2 gloo ranks over loopback (:mod:`bench.distributed_launch`)
+from the same table on every rank but with *different* ids per rank, so the ranks stay equal
+only if the wrapper's gradient reduction reaches everything that updates the table. An approach
+that cannot run under a wrapper is a result, not a crash: its error text is kept in the outcome.
+What an approach needed under a wrapper (``find_unused_parameters``, hooks that ``fully_shard``
+dropped, a skipped backward) is kept as notes. The verification matrix turns outcomes into P1/P7
+records with :func:`ranks_agree` and :func:`frozen_rows_intact`; the benchmark's ``ddp`` sweep
+calls :func:`measure_ddp_step`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+import impls
+from impls.validation import as_trainable_mask
+
+from .distributed_launch import run_cases
+from .distributed_rank import (
+    LAZY_IMPORTS,
+    StepCostCase,
+    TrainCase,
+    initial_weight,
+    median_and_iqr,
+    step_cost_case,
+    train_case,
+    trainable_mask,
+)
+from .optimizers import optimizer_spec
+
+WRAPPERS = ("ddp", "fsdp2")
+
+
+@dataclass
+class DistributedOutcome:
+    """One approach × wrapper run: every rank's table after the steps, or why it could not run."""
+
+    approach: str
+    wrapper: str
+    optimizer: str
+    initial_weight: Tensor
+    trainable_mask: Tensor
+    per_rank_merged: list[Tensor] = field(default_factory=list)
+    error: str | None = None
+    traceback: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class FrozenRowChange(NamedTuple):
+    rank: int
+    row: int
+    before: Tensor
+    after: Tensor
+
+
+def run_distributed(
+    approach: str,
+    wrapper: str,
+    optimizer: str = "adamw",
+    steps: int = 3,
+    num_rows: int = 16,
+    dim: int = 4,
+    trainable=None,
+    seed: int = 0,
+    timeout_s: float = 60,
+    *,
+    tokens: int = 8,
+    stall_rank: int | None = None,
+    **options,
+) -> DistributedOutcome:
+    """Train ``approach`` wrapped in ``wrapper`` ("ddp" | "fsdp2") on 2 ranks.
+
+    ``trainable``: bool mask or row ids (default: every fourth row from row 1, so trainable rows
+    lie in every FSDP2 shard). ``options`` go to ``from_pretrained``. ``stall_rank`` makes that
+    rank sleep forever, to exercise the timeout.
+    """
+    case = train_case_for(
+        approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
+    )
+    return run_train_cases([dataclasses.replace(case, stall_rank=stall_rank)], timeout_s)[0]
+
+
+def run_distributed_matrix(
+    approaches: Sequence[str],
+    wrappers: Sequence[str] = WRAPPERS,
+    optimizer: str | Sequence[str] = "adamw",
+    steps: int = 3,
+    num_rows: int = 16,
+    dim: int = 4,
+    trainable=None,
+    seed: int = 0,
+    timeout_s: float = 60,
+    *,
+    tokens: int = 8,
+    **options,
+) -> list[DistributedOutcome]:
+    """Every optimizer × approach × wrapper, in that order, sharing one pair of processes."""
+    optimizers = [optimizer] if isinstance(optimizer, str) else list(optimizer)
+    cases = [
+        train_case_for(a, w, o, steps, num_rows, dim, trainable, seed, tokens, options)
+        for o in optimizers
+        for a in approaches
+        for w in wrappers
+    ]
+    return run_train_cases(cases, timeout_s)
+
+
+def train_case_for(
+    approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
+) -> TrainCase:
+    """A validated case; bad arguments fail here, in the caller's process, naming the argument."""
+    check_choice("approach", approach, impls.APPROACHES)
+    check_choice("wrapper", wrapper, WRAPPERS)
+    optimizer_spec(optimizer)
+    check_positive_ints(steps=steps, num_rows=num_rows, dim=dim, tokens=tokens)
+    if trainable is None:
+        ids = tuple(range(1, num_rows, 4))
+    else:
+        mask = as_trainable_mask(torch.as_tensor(trainable), num_rows, torch.device("cpu"))
+        ids = tuple(mask.nonzero().squeeze(1).tolist())
+    options = tuple(sorted(options.items()))
+    return TrainCase(approach, wrapper, optimizer, steps, num_rows, dim, ids, tokens, seed, options)
+
+
+def run_train_cases(cases: Sequence[TrainCase], timeout_s: float) -> list[DistributedOutcome]:
+    """Run prepared cases (one pair, a fresh one after a failure) and collect their outcomes."""
+    results = run_cases(
+        train_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
+    )
+    outcomes = []
+    for case, result in zip(cases, results, strict=True):
+        outcome = DistributedOutcome(
+            case.approach,
+            case.wrapper,
+            case.optimizer,
+            initial_weight(case.seed, case.num_rows, case.dim),
+            trainable_mask(case.num_rows, case.trainable_ids),
+            error=result.error,
+            traceback="\n".join(r.traceback for r in result.ranks if r and r.traceback) or None,
+        )
+        values = [r.value for r in result.ranks if r is not None and r.value is not None]
+        for value in values:
+            outcome.notes += [n for n in value["notes"] if n not in outcome.notes]
+        if outcome.error is None:
+            outcome.per_rank_merged = [value["merged"] for value in values]
+        outcomes.append(outcome)
+    return outcomes
+
+
+def ranks_agree(outcome: DistributedOutcome) -> tuple[bool, str]:
+    """Whether every rank holds a bit-identical table (P7), and the first difference if not.
+
+    Compared as raw bits, so a NaN that both ranks hold in the same place counts as agreement
+    (``torch.equal`` would call it a difference) and ``-0.0`` vs ``0.0`` as a difference.
+    """
+    tables = [bits(table) for table in ran_tables(outcome)]
+    for rank, table in enumerate(tables[1:], start=1):
+        if not torch.equal(table, tables[0]):
+            row = int((table != tables[0]).any(dim=1).nonzero()[0])
+            first, other = outcome.per_rank_merged[0][row], outcome.per_rank_merged[rank][row]
+            return False, (
+                f"{outcome.approach} under {outcome.wrapper}: rank {rank} differs from rank 0 at "
+                f"row {row}: {first.tolist()} vs {other.tolist()}"
+            )
+    return True, f"{len(tables)} ranks hold bit-identical tables"
+
+
+def bits(table: Tensor) -> Tensor:
+    """The table's raw bits as integers of the same width."""
+    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    return table.contiguous().view(width[table.element_size()])
+
+
+def frozen_rows_intact(outcome: DistributedOutcome) -> list[FrozenRowChange]:
+    """Every (rank, frozen row) whose values are not bit-identical to the initial table (P1)."""
+    frozen_rows = (~outcome.trainable_mask).nonzero().squeeze(1).tolist()
+    before = outcome.initial_weight
+    return [
+        FrozenRowChange(rank, row, before[row], table[row])
+        for rank, table in enumerate(ran_tables(outcome))
+        for row in frozen_rows
+        if not torch.equal(table[row], before[row])
+    ]
+
+
+def ran_tables(outcome: DistributedOutcome) -> list[Tensor]:
+    if outcome.error is not None:
+        raise ValueError(
+            f"outcome: {outcome.approach} under {outcome.wrapper} did not run, so there are no "
+            f"tables to compare (error: {outcome.error.splitlines()[0]})"
+        )
+    return outcome.per_rank_merged
+
+
+def measure_ddp_step(
+    approach: str,
+    num_rows: int,
+    dim: int,
+    trainable_fraction: float,
+    tokens: int,
+    optimizer: str = "adamw",
+    steps: int = 5,
+    warmup: int = 2,
+    timeout_s: float = 300,
+) -> dict:
+    """Step time and bytes all-reduced per step per rank of ``approach`` under DDP on 2 ranks.
+
+    Keys: ``approach``, ``n_trainable``, ``steps``, ``error`` (None, or why it could not run; the
+    other keys are then absent or None), ``allreduce_bytes`` (counted by a DDP communication
+    hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
+    rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
+    ``broadcast_buffers=True`` would broadcast every forward; off here, see
+    :func:`bench.distributed_rank.step_cost_case`), ``frozen_rows_identical`` (on every rank).
+    """
+    return measure_ddp_matrix(
+        [approach], num_rows, dim, trainable_fraction, tokens, optimizer, steps, warmup, timeout_s
+    )[0]
+
+
+def measure_ddp_matrix(
+    approaches: Sequence[str],
+    num_rows: int,
+    dim: int,
+    trainable_fraction: float,
+    tokens: int,
+    optimizer: str = "adamw",
+    steps: int = 5,
+    warmup: int = 2,
+    timeout_s: float = 300,
+) -> list[dict]:
+    """:func:`measure_ddp_step` for several approaches in one pair of processes."""
+    for approach in approaches:
+        check_choice("approach", approach, impls.APPROACHES)
+    optimizer_spec(optimizer)
+    check_positive_ints(num_rows=num_rows, dim=dim, tokens=tokens, steps=steps)
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: expected an int >= 0, got {warmup!r}")
+    n_trainable = round(num_rows * trainable_fraction)
+    if not 0 < n_trainable <= num_rows:
+        raise ValueError(
+            f"trainable_fraction: expected a fraction that selects 1..{num_rows} of {num_rows} "
+            f"rows, got {trainable_fraction!r} ({n_trainable} rows)"
+        )
+    generator = torch.Generator().manual_seed(0)
+    ids = tuple(torch.randperm(num_rows, generator=generator)[:n_trainable].sort()[0].tolist())
+    cases = [
+        StepCostCase(a, num_rows, dim, ids, tokens, optimizer, steps, warmup) for a in approaches
+    ]
+    measured = []
+    results = run_cases(
+        step_cost_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
+    )
+    for case, result in zip(cases, results, strict=True):
+        record = {"approach": case.approach, "steps": steps, "n_trainable": n_trainable}
+        record["error"] = result.error
+        values = [r.value for r in result.ranks if r is not None and r.value is not None]
+        if result.error is None:
+            per_rank_bytes = {v["allreduce_bytes"] for v in values}
+            if len(per_rank_bytes) != 1:
+                record["error"] = f"ranks all-reduced different byte counts: {per_rank_bytes}"
+            median_s, iqr_s = median_and_iqr(values[0]["step_s"])
+            record.update({k: v for k, v in values[0].items() if k != "step_s"})
+            record.update(median_s=median_s, iqr_s=iqr_s)
+            record["frozen_rows_identical"] = all(v["frozen_rows_identical"] for v in values)
+        else:
+            record.update(allreduce_bytes=None, median_s=None, iqr_s=None)
+        measured.append(record)
+    return measured
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
+
+
+def check_positive_ints(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
