@@ -43,9 +43,10 @@ class IdealEmbedding(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         o = self.options
-        used = self._used_local_rows(ids)
-        self._looked_up = used
+        self._looked_up = self._used_local_rows(ids, with_padding=False)
         if o.max_norm is not None:
+            # nn.Embedding renormalises every looked-up row in place, the padding row included.
+            used = self._used_local_rows(ids, with_padding=True)
             with torch.no_grad():
                 torch.embedding_renorm_(self.rows, used, o.max_norm, o.norm_type)
         return F.embedding(
@@ -57,10 +58,11 @@ class IdealEmbedding(nn.Module):
             scale_grad_by_freq=o.scale_grad_by_freq,
         )
 
-    def _used_local_rows(self, ids: Tensor) -> Tensor:
-        """Local rows looked up by ``ids``, without the padding row (it never gets a gradient)."""
+    def _used_local_rows(self, ids: Tensor, with_padding: bool) -> Tensor:
+        """Local rows looked up by ``ids``; the padding row (which never gets a gradient) only
+        ``with_padding``."""
         ids = ids.reshape(-1)
-        if self.options.padding_idx is not None:
+        if not with_padding and self.options.padding_idx is not None:
             ids = ids[ids != self.options.padding_idx]
         local = self.local_index[ids]
         return local[local >= 0].unique()
