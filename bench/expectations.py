@@ -15,9 +15,11 @@ HOLDS, VIOLATED, UNSUPPORTED = "holds", "violated", "unsupported"
 
 ANY = None  # a rule field that matches everything
 
-WEIGHT_DECAY = frozenset({"sgd_weight_decay", "adam_weight_decay", "adamw"})
+WEIGHT_DECAY = frozenset(
+    {"sgd_weight_decay", "adam_weight_decay", "adamw", "adamw_foreach", "adamw_fused", "checkpoint"}
+)
 FACTORED = frozenset({"adafactor"})
-SPARSE = frozenset({"sparse_adam"})
+SPARSE = frozenset({"sparse_adam", "sparse_sgd", "sparse_adagrad"})
 
 ZERO_GRADIENT = frozenset({"grad_zero", "grad_hook", "detach_mask"})
 WHOLE_TABLE_IN_OPTIMIZER = ZERO_GRADIENT | {"parametrize", "restore", "full"}
@@ -81,6 +83,94 @@ RULES: tuple[Rule, ...] = (
         "(AdamW decays by lr·wd·w every step, SGD/Adam add wd·w to the zero gradient)",
     ),
     Rule(
+        ZERO_GRADIENT,
+        {"asgd"},
+        {"P1"},
+        VIOLATED,
+        "ASGD shrinks every parameter by (1 - lambd·eta) each step (lambd = 1e-4 by default), "
+        "whatever its gradient, so zero-gradient rows decay",
+    ),
+    Rule(
+        {"grad_zero", "grad_hook", "freeze_all"},
+        {"max_norm"},
+        {"P1"},
+        VIOLATED,
+        "max_norm renormalises every looked-up row of the table in place during forward; when "
+        "that table is the parameter itself, frozen rows longer than max_norm are rewritten",
+    ),
+    Rule(
+        DENSE_REBUILD,
+        {"max_norm"},
+        {"P3"},
+        VIOLATED,
+        "max_norm renormalises the table rebuilt for this forward, not the stored trainable rows, "
+        "so they are never shortened in place as nn.Embedding (and the ideal) would do",
+    ),
+    Rule(
+        {"full"},
+        {"clip_grad_norm", "ddp", "fsdp2"},
+        {"P3", "P7"},
+        VIOLATED,
+        "the frozen rows train; through the shared gradient norm (clipping) that reaches the "
+        "trainable rows too, and P7 includes P1 on every rank",
+    ),
+    Rule(
+        {"restore"},
+        {"clip_grad_norm"},
+        {"P3"},
+        VIOLATED,
+        "clip_grad_norm_ takes one norm over all parameters; the whole table's real frozen-row "
+        "gradients enter it, so trainable rows are scaled differently than in the ideal",
+    ),
+    Rule(
+        ANY,
+        {"bfloat16"},
+        {"P2"},
+        VIOLATED,
+        "an Adam step moves a weight by about lr = 1e-3, below bfloat16's resolution (2^-8 of "
+        "the value): the update rounds away and trainable rows stay put, in the ideal run too",
+    ),
+    Rule(
+        ZERO_GRADIENT,
+        {"float16"},
+        {"P1"},
+        VIOLATED,
+        "Adam's eps = 1e-8 underflows to 0 in float16, so a zero-gradient row gets 0/0 = NaN: the "
+        "frozen rows of zero-gradient approaches become NaN",
+    ),
+    Rule(
+        set(ZERO_GRADIENT)
+        | {"full", "split", "concat", "index_copy", "parametrize", "restore", "fused"},
+        {"float16"},
+        {"P3", "P4", "P6"},
+        VIOLATED,
+        "Adam's eps = 1e-8 underflows to 0 in float16, so every trainable row without a gradient "
+        "in a step becomes 0/0 = NaN (in the ideal too), and NaN equals nothing",
+    ),
+    Rule(
+        {"grad_zero", "grad_hook"},
+        {"fsdp2"},
+        {"P1", "P7"},
+        VIOLATED,
+        "fully_shard replaces each parameter by a new sharded (DTensor) parameter, so the hook "
+        "registered on the original never runs and frozen rows get their real gradients",
+    ),
+    Rule(
+        {"freeze_all"},
+        {"ddp"},
+        ANY,
+        UNSUPPORTED,
+        "DistributedDataParallel refuses a module with no parameter that requires a gradient",
+    ),
+    Rule(
+        {"restore"},
+        {"fsdp2"},
+        ANY,
+        UNSUPPORTED,
+        "the write-back index_copy_ mixes the sharded DTensor parameter with plain tensors, which "
+        "torch refuses; restoring would have to write each rank's own shard of rows",
+    ),
+    Rule(
         WHOLE_TABLE_IN_OPTIMIZER,
         FACTORED,
         {"P3"},
@@ -97,4 +187,3 @@ def expectation(approach: str, scenario: str, prop: str) -> Expectation:
         if rule.matches(approach, scenario, prop):
             return Expectation(rule.outcome, rule.why)
     return Expectation(HOLDS)
-

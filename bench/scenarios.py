@@ -129,7 +129,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "clip_grad_norm",
             "loop",
-            "clip_grad_norm_(parameters(), 0.1) after backward",
+            "clip_grad_norm_(parameters(), 0.1) after backward, with SGD (Adam would undo a "
+            "constant rescaling)",
+            optimizer="sgd",
             loop=Loop(clip_grad_norm=0.1),
         ),
         Scenario(

@@ -49,6 +49,7 @@ def _settings(max_examples: int, shrink: bool) -> settings:
         max_examples=max_examples,
         phases=phases,
         database=None,
+        derandomize=True,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
