@@ -10,6 +10,7 @@ from .concat import Concat
 from .detach_mask import DetachMask
 from .freeze_all import FreezeAll
 from .full import Full
+from .fused import Fused
 from .grad_hook import GradHook
 from .grad_zero import GradZero
 from .index_copy import IndexCopy
@@ -30,6 +31,7 @@ APPROACHES: dict[str, type[PartiallyFrozenEmbedding]] = {
         GradHook,
         DetachMask,
         Restore,
+        Fused,
     )
 }
 
