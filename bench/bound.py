@@ -1,0 +1,109 @@
+"""The least a phase must cost: bytes it cannot avoid moving, over the measured memory bandwidth.
+
+An embedding step does almost no arithmetic, so memory traffic bounds it. The model counts only
+traffic that any correct implementation must do, with s the element size, T the tokens, D the
+width, n the trainable rows and u the distinct trainable rows the batch looks up:
+
+- forward: read the T int64 ids (8·T), read the T looked-up rows (T·D·s), write the output (T·D·s);
+- forward_backward: the forward, plus read the output's gradient (T·D·s) and write the gradient
+  of the u trainable rows the batch touched (u·D·s);
+- step: the forward_backward, plus the optimizer: read those u gradient rows (u·D·s) and read and
+  write m rows of the parameter and of each of its k per-element state tensors (2·m·D·s·(1 + k)).
+  m = n when the optimizer moves every trainable row every step (AdamW: its moments decay and its
+  weight decay applies with or without a gradient), m = u when only rows with a gradient move
+  (plain SGD, SparseAdam).
+
+Frozen rows cost nothing: they are never read except where a token looks them up. Caches are
+ignored: a V×D table does not fit in them, and the timed calls cycle through several batches so
+one call's rows are gone from the cache by the next (a small case can still beat the bound).
+
+Bandwidth is measured in the same run on the same device: a tensor copy of ``BANDWIDTH_BYTES`` (far
+beyond any cache) timed several times, bytes read plus bytes written over the median time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .cases import Case
+
+BANDWIDTH_BYTES = 256 << 20
+BANDWIDTH_REPEATS = 9
+ID_BYTES = 8
+
+
+@dataclass(frozen=True)
+class OptimizerTraffic:
+    state_tensors: int
+    """Per-element state tensors the optimizer reads and writes (k)."""
+    moves_every_trainable_row: bool
+    """Whether rows without a gradient change too (then m = n, else m = u)."""
+
+
+OPTIMIZER_TRAFFIC = {
+    "sgd": OptimizerTraffic(state_tensors=0, moves_every_trainable_row=False),
+    "adamw": OptimizerTraffic(state_tensors=2, moves_every_trainable_row=True),
+    "sparse_adam": OptimizerTraffic(state_tensors=2, moves_every_trainable_row=False),
+}
+
+
+def optimizer_traffic(optimizer: str) -> OptimizerTraffic:
+    try:
+        return OPTIMIZER_TRAFFIC[optimizer]
+    except KeyError:
+        raise ValueError(
+            f"optimizer: no bytes-moved model for {optimizer!r}; expected one of "
+            f"{sorted(OPTIMIZER_TRAFFIC)}"
+        ) from None
+
+
+def bound_bytes(case: Case, phase: str, unique_trainable: int) -> int:
+    """Least bytes ``phase`` of ``case`` must move (the model of the module docstring)."""
+    row = case.D * case.torch_dtype.itemsize
+    forward = ID_BYTES * case.T + 2 * case.T * row
+    if phase == "forward":
+        return forward
+    forward_backward = forward + case.T * row + unique_trainable * row
+    if phase == "forward_backward":
+        return forward_backward
+    if phase == "step":
+        traffic = optimizer_traffic(case.optimizer)
+        moved = case.n_trainable if traffic.moves_every_trainable_row else unique_trainable
+        return (
+            forward_backward
+            + unique_trainable * row
+            + 2 * moved * row * (1 + traffic.state_tensors)
+        )
+    raise ValueError(f"phase: expected 'forward', 'forward_backward' or 'step', got {phase!r}")
+
+
+def bound_fields(bytes_moved: int | None, bandwidth: float | None, median_s: float | None) -> dict:
+    """``bound_s`` and ``fraction_of_bound`` (1.0 = at the hardware limit) for a result row."""
+    bound_s = bytes_moved / bandwidth if bytes_moved is not None and bandwidth else None
+    fraction = bound_s / median_s if bound_s is not None and median_s else None
+    return {
+        "bound_bytes": bytes_moved,
+        "bandwidth_bytes_per_s": bandwidth,
+        "bound_s": bound_s,
+        "fraction_of_bound": fraction,
+    }
+
+
+def measure_bandwidth(device: str, nbytes: int = BANDWIDTH_BYTES) -> float:
+    """Bytes per second a large ``copy_`` moves on ``device`` (read + write, median of repeats)."""
+    source = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    target = torch.empty_like(source)
+    synchronize = torch.cuda.synchronize if source.is_cuda else (lambda: None)
+    target.copy_(source)
+    synchronize()
+    durations = []
+    for _ in range(BANDWIDTH_REPEATS):
+        start = time.perf_counter()
+        target.copy_(source)
+        synchronize()
+        durations.append(time.perf_counter() - start)
+    return 2 * source.nbytes / statistics.median(durations)

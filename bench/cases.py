@@ -1,0 +1,293 @@
+"""Benchmark cases and the profiles that list them, plus the deterministic inputs of a case.
+
+A :class:`Case` is one point of the benchmark grid: an approach on a device with a table of V rows
+of width D, a trainable fraction, T tokens a step, an optimizer and a dtype. A profile lists the
+points of every sweep; the same point may belong to several sweeps (the headline is also a point
+of the vocabulary sweep), and :func:`measurement_groups` makes sure it is measured once.
+
+Inputs are rebuilt from the case alone, so a fresh process can make them without receiving a
+table, and the frozen-rows check can regenerate the original rows chunk by chunk instead of
+keeping a second V×D copy alive through the timed steps. Token ids are uniform over the
+vocabulary, so about ``trainable_fraction`` of the tokens hit a trainable row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .timing import RoundsPolicy
+
+SWEEPS = ("headline", "vocab", "fraction", "tokens", "llm", "ddp")
+PHASES = ("forward", "forward_backward", "step")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+HEADLINE = {"V": 400_000, "D": 300, "T": 4_096, "trainable_fraction": 0.01, "optimizer": "adamw"}
+"""GloVe 6B's table (400,000 words × 300), a 4,096-token batch, 1% new rows, AdamW."""
+
+WEIGHT_CHUNK_ROWS = 1 << 16
+"""Rows drawn per generator seed: the table can be regenerated a slice at a time."""
+BATCHES = 16
+"""Distinct batches the timed calls cycle through: together far beyond a 32 MiB L3 cache at the
+headline case (16 × 4,096 rows × 1,200 bytes)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """A case without its approach, device and profile (what a sweep varies)."""
+
+    sweep: str
+    V: int
+    D: int
+    T: int
+    trainable_fraction: float
+    optimizer: str
+    sparse: bool = False
+    dtype: str = "float32"
+    cuda_only: bool = False
+
+    def case(self, approach: str, device: str, profile: str) -> Case:
+        return Case(
+            approach=approach,
+            device=device,
+            dtype=self.dtype,
+            V=self.V,
+            D=self.D,
+            trainable_fraction=self.trainable_fraction,
+            T=self.T,
+            optimizer=self.optimizer,
+            sparse=self.sparse,
+            sweep=self.sweep,
+            profile=profile,
+        )
+
+
+@dataclass(frozen=True)
+class Case:
+    approach: str
+    device: str
+    dtype: str
+    V: int
+    D: int
+    trainable_fraction: float
+    T: int
+    optimizer: str
+    sparse: bool
+    sweep: str
+    profile: str
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {self.dtype!r}")
+        for name in ("V", "D", "T"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if not 0 < self.trainable_fraction <= 1:
+            raise ValueError(
+                "trainable_fraction: expected a fraction in (0, 1], got "
+                f"{self.trainable_fraction!r}"
+            )
+
+    @property
+    def n_trainable(self) -> int:
+        return max(1, round(self.trainable_fraction * self.V))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def description(self) -> dict:
+        """The case's fields as a result row carries them."""
+        return {**dataclasses.asdict(self), "n_trainable": self.n_trainable}
+
+    def measurement_key(self) -> tuple:
+        """Everything that changes what is measured (the sweep label does not)."""
+        return dataclasses.astuple(dataclasses.replace(self, sweep=""))
+
+    def label(self) -> str:
+        kind = "sparse" if self.sparse else "dense"
+        return (
+            f"{self.approach}-{self.device}-{self.dtype}-V{self.V}-D{self.D}-"
+            f"f{self.trainable_fraction:g}-T{self.T}-{self.optimizer}-{kind}"
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    points: tuple[Point, ...]
+    rounds: RoundsPolicy
+    case_timeout_s: float
+    ddp: Point | None = None
+    ddp_steps: int = 5
+
+
+def _sweep(sweep: str, base: dict, **varied: Sequence) -> tuple[Point, ...]:
+    ((name, values),) = varied.items()
+    return tuple(Point(sweep=sweep, **{**base, name: value}) for value in values)
+
+
+def _headline_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
+    dense = tuple(Point("headline", **{**HEADLINE, "optimizer": o}) for o in optimizers)
+    sparse = Point("headline", **{**HEADLINE, "optimizer": "sparse_adam"}, sparse=True)
+    bf16 = Point("headline", **HEADLINE, dtype="bfloat16", cuda_only=True)
+    return (*dense, sparse, bf16)
+
+
+QUICK_SWEEP_V = 50_000
+"""The quick profile sweeps the fraction and tokens at an eighth of the headline vocabulary, a
+point its vocabulary sweep shares, so it costs one measurement."""
+
+LLM_POINTS = tuple(
+    Point("llm", V=v, D=d, T=4_096, trainable_fraction=0.01, optimizer="adamw", dtype=dtype)
+    for v in (128_000, 256_000)
+    for d in (2_048, 4_096)
+    for dtype in ("float32", "bfloat16")
+)
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        points=(
+            *_headline_points(["adamw", "sgd"]),
+            *_sweep("vocab", HEADLINE, V=(10_000, QUICK_SWEEP_V, 100_000, 400_000)),
+            *_sweep(
+                "fraction",
+                {**HEADLINE, "V": QUICK_SWEEP_V},
+                trainable_fraction=(0.001, 0.01, 0.1, 0.5),
+            ),
+            *_sweep("tokens", {**HEADLINE, "V": QUICK_SWEEP_V}, T=(512, 4_096, 16_384)),
+            *(dataclasses.replace(p, cuda_only=True) for p in LLM_POINTS if p.V == 128_000),
+        ),
+        rounds=RoundsPolicy(phase_budget_s=0.3, min_rounds=3, max_rounds=20, warmup_rounds=1),
+        case_timeout_s=240,
+        ddp=Point("ddp", **{**HEADLINE, "V": 20_000}),
+    ),
+    "full": Profile(
+        name="full",
+        points=(
+            *_headline_points(["adamw", "sgd"]),
+            *_sweep("vocab", HEADLINE, V=(10_000, 20_000, 50_000, 100_000, 200_000, 400_000)),
+            *_sweep(
+                "fraction", HEADLINE, trainable_fraction=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5)
+            ),
+            *_sweep("tokens", HEADLINE, T=(256, 1_024, 4_096, 16_384, 65_536)),
+            *LLM_POINTS,
+        ),
+        rounds=RoundsPolicy(phase_budget_s=5.0, min_rounds=5, max_rounds=200, warmup_rounds=2),
+        case_timeout_s=1_800,
+        ddp=Point("ddp", **HEADLINE),
+        ddp_steps=10,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        points=(
+            Point("headline", V=2_000, D=16, T=64, trainable_fraction=0.01, optimizer="adamw"),
+            Point("headline", V=2_000, D=16, T=64, trainable_fraction=0.01, optimizer="sgd"),
+            *_sweep(
+                "vocab",
+                {"D": 16, "T": 64, "trainable_fraction": 0.01, "optimizer": "adamw"},
+                V=(1_000, 2_000),
+            ),
+        ),
+        rounds=RoundsPolicy(phase_budget_s=0.01, min_rounds=3, max_rounds=3, warmup_rounds=1),
+        case_timeout_s=120,
+    ),
+}
+"""``quick`` (default, minutes on 2 cores), ``full`` (long), ``smoke`` (tests only)."""
+
+
+def profile_cases(
+    profile: Profile, approaches: Sequence[str], devices: Sequence[str]
+) -> list[Case]:
+    """Every case of ``profile``: each point × approach × device (CUDA-only points on CUDA)."""
+    return [
+        point.case(approach, device, profile.name)
+        for device in devices
+        for point in profile.points
+        if device.startswith("cuda") or not (point.cuda_only or point.dtype != "float32")
+        for approach in approaches
+    ]
+
+
+def measurement_groups(cases: Sequence[Case]) -> list[list[Case]]:
+    """Cases grouped by what is measured, in first-seen order: one measurement serves a group."""
+    groups: dict[tuple, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.measurement_key(), []).append(case)
+    return list(groups.values())
+
+
+TRAINABLE_STREAM, LOSS_STREAM, BATCH_STREAM, WEIGHT_STREAM = 1, 2, 1_000, 1_000_000
+"""Generator seeds per input (plus the batch or chunk index), so no two inputs share draws."""
+
+
+def _generator(case: Case, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(case.seed * 1_000_003 + stream)
+
+
+def _fill_rows(rows: Tensor, case: Case, first: int) -> Tensor:
+    generator = _generator(case, WEIGHT_STREAM + first // WEIGHT_CHUNK_ROWS, case.device)
+    return rows.uniform_(-0.5, 0.5, generator=generator)
+
+
+def weight_chunks(case: Case) -> Iterator[tuple[int, Tensor]]:
+    """``(first_row, rows)`` slices of the case's pretrained table, uniform in [-0.5, 0.5)."""
+    for first in range(0, case.V, WEIGHT_CHUNK_ROWS):
+        rows = min(WEIGHT_CHUNK_ROWS, case.V - first)
+        chunk = torch.empty(rows, case.D, device=case.device, dtype=case.torch_dtype)
+        yield first, _fill_rows(chunk, case, first)
+
+
+def make_weight(case: Case) -> Tensor:
+    """The case's pretrained ``(V, D)`` table, each slice drawn in place (no temporary copy)."""
+    weight = torch.empty(case.V, case.D, device=case.device, dtype=case.torch_dtype)
+    for first in range(0, case.V, WEIGHT_CHUNK_ROWS):
+        _fill_rows(weight[first : first + WEIGHT_CHUNK_ROWS], case, first)
+    return weight
+
+
+def trainable_ids(case: Case) -> Tensor:
+    """``n_trainable`` distinct random rows (on CPU; move them to the case's device to use)."""
+    return torch.randperm(case.V, generator=_generator(case, TRAINABLE_STREAM))[: case.n_trainable]
+
+
+def token_batches(case: Case) -> list[Tensor]:
+    """``BATCHES`` batches of ``T`` token ids, uniform over the vocabulary (on CPU).
+
+    Consecutive timed calls look up different batches, as training does: one batch repeated
+    would keep its rows in the CPU's cache and time a lookup no training step sees.
+    """
+    return [
+        torch.randint(0, case.V, (case.T,), generator=_generator(case, BATCH_STREAM + batch))
+        for batch in range(BATCHES)
+    ]
+
+
+def loss_coefficients(case: Case) -> Tensor:
+    """Positive ``(T, D)`` weights of the loss ``(output * coefficients).sum()`` (on CPU).
+
+    Why this loss: its backward hands every approach the same dense output gradient, as a real
+    model would, for about a tenth of a millisecond at the headline case (``square().mean()``
+    costs ten times that, a large share of the fastest approaches' step); positive weights give
+    every looked-up row a non-zero gradient.
+    """
+    generator = _generator(case, LOSS_STREAM)
+    return torch.rand(case.T, case.D, generator=generator).add_(0.5).to(case.torch_dtype)
+
+
+@functools.cache
+def unique_trainable_tokens(case: Case) -> int:
+    """Distinct trainable rows a batch looks up (rows a sparse update must touch), the mean over
+    the case's batches, rounded."""
+    is_trainable = torch.zeros(case.V, dtype=torch.bool)
+    is_trainable[trainable_ids(case)] = True
+    counts = [int(is_trainable[ids.unique()].sum()) for ids in token_batches(case)]
+    return round(sum(counts) / len(counts))

@@ -1,0 +1,92 @@
+"""The ``ddp`` sweep: what each approach all-reduces per step under DDP, and its step time.
+
+The measuring is :func:`bench.distributed.measure_ddp_matrix` (gloo, 2 ranks on loopback, bytes
+counted by a DDP communication hook); this module turns the profile's ``ddp`` point into cases,
+skips what cannot run (the PEFT peer is not in ``impls.APPROACHES``; a case whose two ranks would
+not fit in memory), and turns the measurements into result rows with phase ``ddp_step``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import impls
+from impls.base import UnsupportedOption
+
+from .cases import Case, Profile
+from .measure import build_training, estimate_memory, tiny_case
+from .memory import over_budget
+from .rows import result_row
+
+RANKS = 2
+PHASE = "ddp_step"
+
+
+def ddp_cases(profile: Profile, approaches: Sequence[str]) -> list[Case]:
+    point = profile.ddp
+    if point is None:
+        return []
+    return [point.case(approach, "cpu", profile.name) for approach in approaches]
+
+
+def skip_reason(case: Case, memory_budget: int | None) -> str | None:
+    """Why ``case`` cannot run under DDP here, or None."""
+    if case.approach not in impls.APPROACHES:
+        return "bench.distributed runs the approaches of impls.APPROACHES only"
+    approach = impls.APPROACHES[case.approach]
+    try:
+        needed = RANKS * estimate_memory(approach, case).total_bytes
+    except UnsupportedOption as refusal:
+        return str(refusal)
+    if not any(
+        p.requires_grad
+        for p in build_training(approach, tiny_case(case, 64, 4)).module.parameters()
+    ):
+        return "no parameter requires a gradient; DistributedDataParallel refuses such a module"
+    return over_budget(needed, memory_budget, case.device, per=f" for {RANKS} ranks")
+
+
+def ddp_rows(cases: Sequence[Case], steps: int, timeout_s: float, memory_budget: int | None):
+    """One ``ddp_step`` row per case: measured, skipped (with reason) or failed (with error)."""
+    try:
+        from .distributed import measure_ddp_matrix
+    except ImportError as error:
+        reason = f"bench.distributed.measure_ddp_matrix is not available ({error})"
+        return [result_row(case, PHASE, "skipped", reason) for case in cases]
+    rows, runnable = {}, []
+    for case in cases:
+        reason = skip_reason(case, memory_budget)
+        if reason is None:
+            runnable.append(case)
+        else:
+            rows[case] = result_row(case, PHASE, "skipped", reason)
+    if runnable:
+        point = runnable[0]
+        measured = measure_ddp_matrix(
+            [case.approach for case in runnable],
+            point.V,
+            point.D,
+            point.trainable_fraction,
+            point.T,
+            point.optimizer,
+            steps=steps,
+            timeout_s=timeout_s,
+        )
+        for case, result in zip(runnable, measured, strict=True):
+            rows[case] = measured_row(case, result)
+    return [rows[case] for case in cases]
+
+
+def measured_row(case: Case, result: dict) -> dict:
+    if result["error"] is not None:
+        return result_row(case, PHASE, "failed", result["error"])
+    return result_row(
+        case,
+        PHASE,
+        median_s=result["median_s"],
+        iqr_s=result["iqr_s"],
+        rounds=result["steps"],
+        tokens_per_s=case.T / result["median_s"],
+        allreduce_bytes=result["allreduce_bytes"],
+        frozen_rows_identical=result["frozen_rows_identical"],
+    )

@@ -1,0 +1,182 @@
+"""Measure one case: build it, time its three phases, read its memory, check its frozen rows.
+
+:func:`measure_case` runs inside the fresh process :mod:`bench.isolation` starts for the case;
+:func:`estimate_memory` runs in the parent before that process is started. Both build the case
+through :func:`build_training`, so the estimate sees exactly what the measurement will allocate.
+
+The phases are the training loop of DESIGN.md, cut at three places: ``forward`` (the lookup,
+with autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before
+each call) and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the
+approach registered through ``attach``). The loss is the output weighted by
+:func:`bench.cases.loss_coefficients` and summed. Each call looks up the next of the case's
+batches (switched untimed, in the setup), so no call finds the previous call's rows in the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from impls.base import PartiallyFrozenEmbedding
+
+from .cases import (
+    PHASES,
+    Case,
+    loss_coefficients,
+    make_weight,
+    token_batches,
+    trainable_ids,
+    weight_chunks,
+)
+from .memory import (
+    MemoryEstimate,
+    PeakMeter,
+    fit_persistent_bytes,
+    persistent_bytes,
+    transient_bytes,
+)
+from .optimizers import optimizer_spec
+from .timing import RoundsPolicy, time_phase
+
+TINY_TOKENS = 32
+
+
+@dataclass
+class Training:
+    """A built case: the module, its optimizer and the batches the timed calls cycle through."""
+
+    module: PartiallyFrozenEmbedding
+    optimizer: torch.optim.Optimizer
+    batches: list[Tensor]
+    coefficients: Tensor
+    position: int = 0
+
+    @property
+    def ids(self) -> Tensor:
+        return self.batches[self.position]
+
+    def next_batch(self) -> None:
+        self.position = (self.position + 1) % len(self.batches)
+
+    def forward(self) -> Tensor:
+        return self.module(self.ids)
+
+    def forward_backward(self) -> None:
+        loss = (self.forward() * self.coefficients).sum()
+        if loss.requires_grad:  # freeze_all has nothing to differentiate
+            loss.backward()
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self) -> None:
+        self.zero_grad()
+        self.forward_backward()
+        self.optimizer.step()
+
+    def next_batch_and_zero_grad(self) -> None:
+        self.next_batch()
+        self.zero_grad()
+
+    def phases(self) -> dict[str, tuple]:
+        """Phase name -> (timed call, untimed setup before each call)."""
+        return {
+            "forward": (self.forward, self.next_batch),
+            "forward_backward": (self.forward_backward, self.next_batch_and_zero_grad),
+            "step": (self.step, self.next_batch),
+        }
+
+
+def build_training(approach: type[PartiallyFrozenEmbedding], case: Case) -> Training:
+    """Build ``case`` for ``approach``; the pretrained table is released once it is copied in."""
+    module = approach.from_pretrained(
+        make_weight(case), trainable_ids(case).to(case.device), sparse=case.sparse
+    )
+    optimizer = optimizer_spec(case.optimizer).build(module.parameters())
+    module.attach(optimizer)
+    batches = [ids.to(case.device) for ids in token_batches(case)]
+    return Training(module, optimizer, batches, loss_coefficients(case).to(case.device))
+
+
+def tiny_case(case: Case, num_rows: int, n_trainable: int, device: str = "cpu") -> Case:
+    """``case`` shrunk to ``num_rows`` rows, ``n_trainable`` of them trainable, and a few tokens."""
+    return dataclasses.replace(
+        case,
+        V=num_rows,
+        trainable_fraction=n_trainable / num_rows,
+        T=TINY_TOKENS,
+        device=device,
+    )
+
+
+def estimate_memory(approach: type[PartiallyFrozenEmbedding], case: Case) -> MemoryEstimate:
+    """What ``case`` will need, from tiny builds of it (see :mod:`bench.memory`); allocates
+    nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case."""
+
+    def tiny_persistent_bytes(num_rows: int, n_trainable: int) -> int:
+        training = build_training(approach, tiny_case(case, num_rows, n_trainable))
+        training.step()
+        return persistent_bytes(training.module, training.optimizer)
+
+    return MemoryEstimate(
+        fit_persistent_bytes(tiny_persistent_bytes, case.V, case.n_trainable),
+        transient_bytes(case.V, case.D, case.T, case.torch_dtype.itemsize),
+    )
+
+
+def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: Case) -> bool:
+    """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
+
+    The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
+    of the table is kept through the timed phases.
+    """
+    merged = module.merged_weight()
+    frozen = ~module.trainable_mask
+    for first, chunk in weight_chunks(case):
+        rows = slice(first, first + chunk.shape[0])
+        keep = frozen[rows]
+        if not torch.equal(merged[rows][keep], chunk[keep]):
+            return False
+    return True
+
+
+def measure_case(
+    approach: type[PartiallyFrozenEmbedding], case: Case, policy: RoundsPolicy
+) -> dict:
+    """Everything measured for ``case`` in this process (call it in a fresh one).
+
+    Keys: ``benchmarks`` (phase -> pytest-benchmark entry), ``peak_bytes``, ``peak_method``,
+    ``persistent_bytes`` (after the last step: gradients and optimizer state exist),
+    ``frozen_rows_identical``.
+    """
+    # A first step starts thread pools and allocator arenas; a tiny one here makes them part of
+    # the baseline instead of the case's peak.
+    build_training(approach, tiny_case(case, 64, 4, case.device)).step()
+    meter = PeakMeter(case.device)
+    meter.start()
+    training = build_training(approach, case)
+    meter.reset()
+    synchronize = torch.cuda.synchronize if case.device.startswith("cuda") else None
+    group = case.label().removeprefix(f"{case.approach}-")
+    benchmarks = {}
+    for phase in PHASES:
+        target, setup = training.phases()[phase]
+        benchmarks[phase] = time_phase(
+            target,
+            name=f"{phase}[{case.label()}]",
+            group=f"{phase} {group}",
+            extra_info={**case.description(), "phase": phase},
+            policy=policy,
+            setup=setup,
+            synchronize=synchronize,
+        )
+    return {
+        "benchmarks": benchmarks,
+        "peak_bytes": meter.peak_bytes(),
+        "peak_method": meter.method,
+        "persistent_bytes": persistent_bytes(training.module, training.optimizer),
+        "frozen_rows_identical": frozen_rows_identical(training.module, case),
+    }

@@ -1,0 +1,248 @@
+"""Benchmark every approach and the PEFT peer: time, memory and the bound per case and phase.
+
+Writes ``results.json`` / ``results.csv`` (one row per case and phase: the case, median, IQR,
+rounds, tokens/s, persistent and peak bytes, the bound and the environment) and
+``pytest-benchmark.json`` to ``--out``. Each case is measured in
+a fresh process and written as soon as it finishes; running again with the same ``--out``
+resumes: finished cases (``ok`` or ``skipped``) are kept, ``failed`` ones are tried again.
+A case whose estimated memory exceeds what is available is skipped with the estimate as reason;
+an approach that refuses the case's options is skipped with its refusal; anything that goes
+wrong while measuring (out of memory included) is recorded as ``failed`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
+
+from .bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
+from .cases import (
+    PHASES,
+    PROFILES,
+    Case,
+    Profile,
+    measurement_groups,
+    profile_cases,
+    unique_trainable_tokens,
+)
+from .ddp_sweep import PHASE as DDP_PHASE
+from .ddp_sweep import ddp_cases, ddp_rows
+from .isolation import IsolatedFailure, run_isolated
+from .measure import estimate_memory, measure_case
+from .memory import available_bytes, over_budget
+from .peers import benchmarked_approaches
+from .results import ResultsFile
+from .rows import RESULT_KEY, result_row
+from .timing import PytestBenchmarkJson, summary
+
+FINISHED = ("ok", "skipped")
+BANDWIDTH_TIMEOUT_S = 300
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        choices=sorted(PROFILES),
+        metavar="{quick,full}",
+        help="quick (default): minutes on 2 cores; full: every sweep point, hours",
+    )
+    parser.add_argument(
+        "--device",
+        nargs="+",
+        type=device_name,
+        default=None,
+        help="devices to measure on (default: cpu, and cuda when available)",
+    )
+    parser.add_argument(
+        "--approaches",
+        nargs="+",
+        default=None,
+        help="approach names (default: every one in impls.APPROACHES, and peft_trainable_tokens)",
+    )
+    parser.add_argument("--out", default="reports", help="output directory (default: reports)")
+    parser.add_argument(
+        "--memory-budget",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="skip cases estimated above this many GiB (default: memory available at each case)",
+    )
+
+
+def device_name(value: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where torch sees a GPU."""
+    if value != "cpu" and value != "cuda" and not value.startswith("cuda:"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {value!r}")
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} requested but torch.cuda.is_available() is False on this machine"
+        )
+    return value
+
+
+def main(args: argparse.Namespace) -> int:
+    known = benchmarked_approaches()
+    approaches = args.approaches or list(known)
+    unknown = [a for a in approaches if a not in known]
+    if unknown:
+        print(
+            f"--approaches: unknown approach {unknown[0]!r}; expected names from {list(known)}",
+            file=sys.stderr,
+        )
+        return 2
+    devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    budget = None if args.memory_budget is None else int(args.memory_budget * (1 << 30))
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the running case's process is killed.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        run = run_benchmarks(PROFILES[args.profile], approaches, devices, Path(args.out), budget)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(run.describe())
+    return 0
+
+
+@dataclass
+class RunSummary:
+    """What a run did, case by case: ``ok``, ``skipped``, ``failed`` or ``resumed``."""
+
+    out: Path
+    outcomes: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, outcome: str, label: str) -> None:
+        self.outcomes.setdefault(outcome, []).append(label)
+
+    def describe(self) -> str:
+        counts = Counter({k: len(v) for k, v in self.outcomes.items()})
+        return (
+            f"bench run: {counts['ok']} measured, {counts['resumed']} already done, "
+            f"{counts['skipped']} skipped, {counts['failed']} failed -> {self.out / 'results.csv'}"
+        )
+
+
+def run_benchmarks(
+    profile: Profile,
+    approaches: Sequence[str],
+    devices: Sequence[str],
+    out: Path,
+    memory_budget: int | None = None,
+) -> RunSummary:
+    """Measure every case of ``profile`` not already finished in ``out``; see the module doc."""
+    results = ResultsFile(out / "results.json", key=RESULT_KEY)
+    benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
+    finished = {results.key_of(r) for r in results.records if r["status"] in FINISHED}
+    known = benchmarked_approaches()
+    groups = measurement_groups(profile_cases(profile, approaches, devices))
+    ddp = ddp_cases(profile, approaches) if "cpu" in devices else []
+    ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
+    run = RunSummary(out)
+    bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
+    progress = tqdm(total=len(groups) + bool(ddp), desc=f"bench run {profile.name}", unit="case")
+    for group in groups:
+        case = group[0]
+        progress.set_postfix_str(case.label(), refresh=True)
+        if {results.key_of(result_row(c, p)) for c in group for p in PHASES} <= finished:
+            run.add("resumed", case.label())
+        else:
+            if case.device not in bandwidths:
+                bandwidths[case.device] = _bandwidth(case.device)
+            measurer = CaseMeasurer(known[case.approach], profile, bandwidths[case.device])
+            rows, entries = measurer.measure(group, memory_budget)
+            run.add(rows[0]["status"], case.label())
+            for row in rows:
+                results.append(row)
+            benchmarks.add(entries)
+        progress.update()
+    if ddp:
+        progress.set_postfix_str(f"ddp {len(ddp_todo)} approaches", refresh=True)
+        for case in ddp:
+            if case not in ddp_todo:
+                run.add("resumed", case.label())
+        for row in ddp_rows(ddp_todo, profile.ddp_steps, profile.case_timeout_s, memory_budget):
+            run.add(row["status"], f"ddp {row['approach']}")
+            results.append(row)
+        progress.update()
+    progress.close()
+    return run
+
+
+def _bandwidth(device: str) -> float | None:
+    nbytes = min(BANDWIDTH_BYTES, available_bytes(device) // 8)
+    try:
+        return run_isolated(measure_bandwidth, device, nbytes, timeout_s=BANDWIDTH_TIMEOUT_S)
+    except IsolatedFailure as failure:
+        print(f"bench run: bandwidth on {device} not measured: {failure}", file=sys.stderr)
+        return None
+
+
+@dataclass
+class CaseMeasurer:
+    """Measures one group of identical cases (one point shared by several sweeps)."""
+
+    approach: type[PartiallyFrozenEmbedding]
+    profile: Profile
+    bandwidth: float | None
+
+    def measure(self, group: Sequence[Case], memory_budget: int | None):
+        """Rows for every case of ``group`` and phase, and the pytest-benchmark entries."""
+        case = group[0]
+        try:
+            estimate = estimate_memory(self.approach, case)
+        except UnsupportedOption as refusal:
+            return self.rows(group, "skipped", str(refusal)), []
+        except Exception as error:
+            reason = f"while estimating memory: {type(error).__name__}: {error}"
+            return self.rows(group, "failed", reason), []
+        reason = over_budget(estimate.total_bytes, memory_budget, case.device)
+        if reason is not None:
+            return self.rows(group, "skipped", reason, estimated_bytes=estimate.total_bytes), []
+        try:
+            measured = run_isolated(
+                measure_case,
+                self.approach,
+                case,
+                self.profile.rounds,
+                timeout_s=self.profile.case_timeout_s,
+            )
+        except Exception as error:  # IsolatedFailure, or the process could not even start
+            reason = str(error) if isinstance(error, IsolatedFailure) else repr(error)
+            return self.rows(group, "failed", reason, estimated_bytes=estimate.total_bytes), []
+        common = {
+            "persistent_bytes": measured["persistent_bytes"],
+            "peak_bytes": measured["peak_bytes"],
+            "peak_method": measured["peak_method"],
+            "frozen_rows_identical": measured["frozen_rows_identical"],
+            "estimated_bytes": estimate.total_bytes,
+        }
+        rows, entries = [], []
+        for phase, entry in measured["benchmarks"].items():
+            entry["extra_info"]["sweeps"] = [member.sweep for member in group]
+            entries.append(entry)
+            timing = summary(entry)
+            timing["tokens_per_s"] = case.T / timing["median_s"]
+            fields = {**common, **timing, **self.bound(case, phase, timing["median_s"])}
+            rows += [result_row(member, phase, **fields) for member in group]
+        return rows, entries
+
+    def rows(self, group: Sequence[Case], status: str, reason: str, **fields) -> list[dict]:
+        """Unmeasured rows of ``group``: the bound is known even when the time is not."""
+        return [
+            result_row(member, phase, status, reason, **fields, **self.bound(group[0], phase))
+            for member in group
+            for phase in PHASES
+        ]
+
+    def bound(self, case: Case, phase: str, median_s: float | None = None) -> dict:
+        bytes_moved = bound_bytes(case, phase, unique_trainable_tokens(case))
+        return bound_fields(bytes_moved, self.bandwidth, median_s)

@@ -1,0 +1,394 @@
+"""The benchmark harness itself (``python -m bench run``), on tiny cases: memory accounting against
+hand-computed bytes, the bound arithmetic, rounds, the skip / fail / resume paths, the isolated
+process, the PEFT peer and the command line. No assertion reads a wall-clock value."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import impls
+from bench.__main__ import main as bench_main
+from bench.bound import bound_bytes, bound_fields
+from bench.cases import (
+    PROFILES,
+    Case,
+    measurement_groups,
+    profile_cases,
+    token_batches,
+    trainable_ids,
+    unique_trainable_tokens,
+)
+from bench.ddp_sweep import ddp_cases, measured_row, skip_reason
+from bench.isolation import IsolatedFailure, run_isolated
+from bench.measure import build_training, estimate_memory, frozen_rows_identical
+from bench.memory import PeakMeter, persistent_bytes, transient_bytes
+from bench.peers import PeftTrainableTokens
+from bench.run import run_benchmarks
+from bench.timing import RoundsPolicy, time_phase
+from impls.base import UnsupportedOption
+from impls.split import Split
+
+SMOKE = PROFILES["smoke"]
+SCHEMA_KEYS = {
+    "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
+    "optimizer", "sparse", "sweep", "profile", "phase", "status", "reason", "median_s", "iqr_s",
+    "rounds", "tokens_per_s", "persistent_bytes", "peak_bytes", "bound_bytes",
+    "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "allreduce_bytes",
+    "frozen_rows_identical", "env",
+}  # fmt: skip
+"""The keys of results.json as /work/shared/schemas.md lists them."""
+
+
+def small_case(**changes) -> Case:
+    fields = dict(
+        approach="split", device="cpu", dtype="float32", V=1_000, D=8, trainable_fraction=0.01,
+        T=64, optimizer="adamw", sparse=False, sweep="headline", profile="smoke",
+    )  # fmt: skip
+    return Case(**{**fields, **changes})
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+# split at V=1000, D=8, n=10 trainable, float32: buffers trainable_mask (1000 bools),
+# trainable_ids (10 int64), frozen_ids (990 int64), frozen_weight (1000×8 float32), local_index
+# (1000 int64); the (10, 8) parameter and its gradient; AdamW adds exp_avg, exp_avg_sq and a
+# float32 step scalar.
+SPLIT_BUFFERS = 1_000 + 10 * 8 + 990 * 8 + 1_000 * 8 * 4 + 1_000 * 8
+SPLIT_PARAM = 10 * 8 * 4
+SPLIT_BYTES = {
+    "sgd": SPLIT_BUFFERS + 2 * SPLIT_PARAM,
+    "adamw": SPLIT_BUFFERS + 4 * SPLIT_PARAM + 4,
+}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_persistent_bytes_of_split_match_hand_count(optimizer):
+    training = build_training(Split, small_case(optimizer=optimizer))
+    training.step()
+    assert persistent_bytes(training.module, training.optimizer) == SPLIT_BYTES[optimizer]
+
+
+def test_persistent_bytes_count_a_shared_storage_once():
+    module = nn.Module()
+    module.register_buffer("mask", torch.ones(100, dtype=torch.bool))
+    module.register_buffer("column", module.mask.unsqueeze(1))  # a view: no new storage
+    module.weight = nn.Parameter(torch.zeros(10, 3))
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    module.weight.grad = torch.ones(10, 3)
+    optimizer.step()  # momentum_buffer: one more (10, 3) float32
+    assert persistent_bytes(module, optimizer) == 100 + 3 * (10 * 3 * 4)
+
+
+def test_persistent_bytes_count_a_sparse_gradient_by_indices_and_values():
+    module = nn.Module()
+    module.weight = nn.Parameter(torch.zeros(50, 4))
+    module.weight.grad = torch.sparse_coo_tensor(
+        torch.tensor([[1, 7, 9]]), torch.ones(3, 4), (50, 4), check_invariants=True
+    )
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    assert persistent_bytes(module, optimizer) == 50 * 4 * 4 + 3 * 8 + 3 * 4 * 4
+
+
+def test_estimate_is_exact_for_persistent_bytes_and_adds_the_transient_allowance():
+    estimate = estimate_memory(Split, small_case())
+    assert estimate.persistent_bytes == SPLIT_BYTES["adamw"]
+    # three 1000×8 float32 tables, five 64×8 float32 activations, 64 int64 ids
+    assert estimate.transient_bytes == transient_bytes(1_000, 8, 64, 4) == 96_000 + 10_240 + 512
+    assert estimate.total_bytes == estimate.persistent_bytes + estimate.transient_bytes
+
+
+def test_estimate_raises_the_refusal_of_an_approach():
+    with pytest.raises(UnsupportedOption, match="sparse"):
+        estimate_memory(
+            impls.APPROACHES["concat"], small_case(sparse=True, optimizer="sparse_adam")
+        )
+
+
+def allocate_and_report_peak(nbytes: int) -> int:
+    meter = PeakMeter("cpu")
+    meter.start()
+    meter.reset()
+    block = torch.ones(nbytes // 4)  # ones: every page is written, so it is resident
+    del block
+    return meter.peak_bytes()
+
+
+def test_peak_of_a_fresh_process_covers_what_it_allocated():
+    nbytes = 64 << 20
+    peak = run_isolated(allocate_and_report_peak, nbytes, timeout_s=60)
+    assert nbytes <= peak < 2 * nbytes
+
+
+# --- bound --------------------------------------------------------------------------------------
+
+
+def test_bound_bytes_follow_the_stated_model():
+    case = small_case()  # rows of 8 float32 = 32 bytes, T = 64, n = 10
+    forward = 8 * 64 + 2 * 64 * 32
+    forward_backward = forward + 64 * 32 + 3 * 32  # u = 3 distinct trainable rows
+    assert bound_bytes(case, "forward", 3) == forward == 4_608
+    assert bound_bytes(case, "forward_backward", 3) == forward_backward == 6_752
+    # AdamW moves all n = 10 rows: parameter and two moments read and written
+    assert bound_bytes(case, "step", 3) == forward_backward + 3 * 32 + 2 * 10 * 32 * 3 == 8_768
+    # plain SGD moves only the u = 3 rows with a gradient, and keeps no state
+    sgd = replace(case, optimizer="sgd")
+    assert bound_bytes(sgd, "step", 3) == forward_backward + 3 * 32 + 2 * 3 * 32 == 7_040
+
+
+def test_bound_fields_divide_by_bandwidth_and_by_the_median():
+    assert bound_fields(1_000, 500.0, 4.0) == {
+        "bound_bytes": 1_000,
+        "bandwidth_bytes_per_s": 500.0,
+        "bound_s": 2.0,
+        "fraction_of_bound": 0.5,
+    }
+    assert bound_fields(1_000, None, 4.0)["fraction_of_bound"] is None
+
+
+def test_bound_rejects_an_unknown_phase_and_optimizer():
+    with pytest.raises(ValueError, match="phase"):
+        bound_bytes(small_case(), "backward", 1)
+    with pytest.raises(ValueError, match=r"optimizer.*rmsprop"):
+        bound_bytes(small_case(optimizer="rmsprop"), "step", 1)
+
+
+def test_unique_trainable_tokens_is_the_mean_count_of_distinct_trainable_ids():
+    case = small_case(V=200, trainable_fraction=0.2, T=100)
+    trainable = set(trainable_ids(case).tolist())
+    counts = [len({i for i in ids.tolist() if i in trainable}) for ids in token_batches(case)]
+    assert len(set(counts)) > 1  # the batches differ
+    assert 0 < unique_trainable_tokens(case) == round(sum(counts) / len(counts))
+
+
+# --- cases and timing ---------------------------------------------------------------------------
+
+
+def test_a_point_shared_by_two_sweeps_is_measured_once():
+    cases = profile_cases(SMOKE, ["split", "full"], ["cpu"])
+    groups = measurement_groups(cases)
+    shared = [g for g in groups if len(g) > 1]
+    assert len(cases) == sum(len(g) for g in groups)
+    assert {tuple(sorted(c.sweep for c in g)) for g in shared} == {("headline", "vocab")}
+
+
+def test_cpu_cases_have_no_bfloat16_and_no_cuda_only_points():
+    cases = profile_cases(PROFILES["full"], ["split"], ["cpu"])
+    assert {c.dtype for c in cases} == {"float32"}
+    assert "llm" in {c.sweep for c in cases}  # the LLM table is in the full profile on CPU too
+    assert "llm" not in {c.sweep for c in profile_cases(PROFILES["quick"], ["split"], ["cpu"])}
+
+
+def test_rounds_fit_the_budget_within_bounds():
+    policy = RoundsPolicy(phase_budget_s=1.0, min_rounds=3, max_rounds=25, warmup_rounds=1)
+    assert policy.rounds_for(0.1) == 10
+    assert policy.rounds_for(0.5) == 3
+    assert policy.rounds_for(0.001) == 25
+    assert policy.rounds_for(0.0) == 25
+    with pytest.raises(ValueError, match="min_rounds"):
+        RoundsPolicy(phase_budget_s=1.0, min_rounds=5, max_rounds=2, warmup_rounds=0)
+
+
+def test_time_phase_runs_probe_warmup_and_rounds_with_setup_before_each_call():
+    calls = {"target": 0, "setup": 0}
+    policy = RoundsPolicy(phase_budget_s=1.0, min_rounds=4, max_rounds=4, warmup_rounds=2)
+    entry = time_phase(
+        lambda: calls.__setitem__("target", calls["target"] + 1),
+        name="step[x]",
+        group="step x",
+        extra_info={"phase": "step"},
+        policy=policy,
+        setup=lambda: calls.__setitem__("setup", calls["setup"] + 1),
+    )
+    assert calls == {"target": 1 + 2 + 4, "setup": 1 + 2 + 4}
+    assert entry["stats"]["rounds"] == len(entry["stats"]["data"]) == 4
+    assert entry["name"] == "step[x]" and entry["extra_info"] == {"phase": "step"}
+    assert {"median", "iqr", "q1", "q3"} <= set(entry["stats"])
+
+
+# --- isolation ----------------------------------------------------------------------------------
+
+
+def kill_own_process() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def raise_out_of_memory() -> None:
+    raise torch.OutOfMemoryError("simulated: could not allocate 9 TiB")
+
+
+def test_isolated_failures_name_their_cause():
+    with pytest.raises(IsolatedFailure, match=r"SIGKILL.*out-of-memory"):
+        run_isolated(kill_own_process, timeout_s=60)
+    with pytest.raises(IsolatedFailure, match="OutOfMemoryError: simulated"):
+        run_isolated(raise_out_of_memory, timeout_s=60)
+    with pytest.raises(IsolatedFailure, match=r"timed out after 0\.5 s"):
+        run_isolated(time.sleep, 30, timeout_s=0.5)
+
+
+# --- runs: skip, fail, resume -------------------------------------------------------------------
+
+
+class OutOfMemoryAtScale(Split):
+    """Builds on the estimate's tiny tables, runs out of memory on the real one."""
+
+    name = "oom_at_scale"
+
+    def __init__(self, weight, trainable_mask, options):
+        if weight.shape[0] > 500:
+            raise torch.OutOfMemoryError(f"simulated: no memory for {weight.shape[0]} rows")
+        super().__init__(weight, trainable_mask, options)
+
+
+def read_rows(out) -> list[dict]:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_a_tiny_memory_budget_skips_every_case_with_the_estimate_as_reason(tmp_path):
+    run = run_benchmarks(SMOKE, ["split"], ["cpu"], tmp_path, memory_budget=1_000)
+    rows = read_rows(tmp_path)
+    assert rows and {r["status"] for r in rows} == {"skipped"}
+    assert all(r["reason"].startswith("estimated ") and "budget" in r["reason"] for r in rows)
+    assert all(r["estimated_bytes"] > 1_000 and r["median_s"] is None for r in rows)
+    assert len(run.outcomes["skipped"]) == len(
+        measurement_groups(profile_cases(SMOKE, ["split"], ["cpu"]))
+    )
+
+
+def test_a_failing_case_is_recorded_and_the_run_goes_on_and_retries_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(impls.APPROACHES, OutOfMemoryAtScale.name, OutOfMemoryAtScale)
+    approaches = [OutOfMemoryAtScale.name, "split"]
+    first = run_benchmarks(SMOKE, approaches, ["cpu"], tmp_path)
+    rows = read_rows(tmp_path)
+    failed = [r for r in rows if r["approach"] == OutOfMemoryAtScale.name]
+    assert failed and {r["status"] for r in failed} == {"failed"}
+    assert all("OutOfMemoryError: simulated" in r["reason"] for r in failed)
+    assert {r["status"] for r in rows if r["approach"] == "split"} == {"ok"}
+    again = run_benchmarks(SMOKE, approaches, ["cpu"], tmp_path)
+    assert len(again.outcomes["failed"]) == len(first.outcomes["failed"])  # failed: tried again
+    assert len(again.outcomes["resumed"]) == len(first.outcomes["ok"])  # ok: kept
+
+
+def test_a_resumed_run_measures_only_what_is_missing_and_keeps_the_rest(tmp_path):
+    first = run_benchmarks(SMOKE, ["split"], ["cpu"], tmp_path)
+    before = {json.dumps(r, sort_keys=True) for r in read_rows(tmp_path)}
+    second = run_benchmarks(SMOKE, ["split", "freeze_all"], ["cpu"], tmp_path)
+    after = read_rows(tmp_path)
+    assert second.outcomes["resumed"] == first.outcomes["ok"]
+    assert all(label.startswith("freeze_all-") for label in second.outcomes["ok"])
+    split_after = {json.dumps(r, sort_keys=True) for r in after if r["approach"] == "split"}
+    assert split_after == before
+    entries = json.loads((tmp_path / "pytest-benchmark.json").read_text())["benchmarks"]
+    assert len(entries) == 3 * len(first.outcomes["ok"] + second.outcomes["ok"])
+
+
+# --- the PEFT peer and the ddp rows -------------------------------------------------------------
+
+
+def test_peft_peer_matches_embedding_and_keeps_frozen_rows_through_training():
+    case = small_case(approach="peft_trainable_tokens", V=300, trainable_fraction=0.05)
+    training = build_training(PeftTrainableTokens, case)
+    ids = training.ids
+    assert torch.equal(training.forward(), F.embedding(ids, training.module.merged_weight()))
+    before = training.module.merged_weight().clone()
+    for _ in range(2):
+        training.step()
+    after = training.module.merged_weight()
+    trainable = training.module.trainable_mask
+    assert frozen_rows_identical(training.module, case)
+    assert not torch.equal(after[trainable], before[trainable])
+    assert [n for n, p in training.module.named_parameters() if p.requires_grad] == [
+        "layer.trainable_tokens_delta.default"
+    ]
+
+
+def test_peft_peer_refuses_sparse_with_the_reason():
+    with pytest.raises(UnsupportedOption, match=r"peft_trainable_tokens.*sparse.*expand"):
+        PeftTrainableTokens.from_pretrained(torch.zeros(10, 2), torch.tensor([1]), sparse=True)
+
+
+def test_frozen_rows_check_sees_a_changed_frozen_row():
+    case = small_case()
+    training = build_training(Split, case)
+    frozen_row = int(training.module.frozen_ids[0])
+    training.module.frozen_weight[frozen_row, 0] += 1.0
+    assert not frozen_rows_identical(training.module, case)
+
+
+def test_ddp_rows_skip_the_peer_and_carry_measurements():
+    peer, frozen, split = ddp_cases(
+        PROFILES["quick"], ["peft_trainable_tokens", "freeze_all", "split"]
+    )
+    assert "impls.APPROACHES" in skip_reason(peer, memory_budget=None)
+    assert "no parameter requires a gradient" in skip_reason(frozen, memory_budget=None)
+    assert "for 2 ranks > 1024 B budget" in skip_reason(split, memory_budget=1_024)
+    assert skip_reason(split, memory_budget=None) is None
+    row = measured_row(
+        split,
+        {"error": None, "median_s": 0.5, "iqr_s": 0.1, "steps": 5, "allreduce_bytes": 123,
+         "frozen_rows_identical": True},
+    )  # fmt: skip
+    assert (row["phase"], row["status"], row["allreduce_bytes"], row["rounds"]) == (
+        "ddp_step", "ok", 123, 5,
+    )  # fmt: skip
+    assert row["tokens_per_s"] == split.T / 0.5
+    failed = measured_row(split, {"error": "rank 1 timed out"})
+    assert (failed["status"], failed["reason"]) == ("failed", "rank 1 timed out")
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_command_line_writes_results_and_pytest_benchmark_files(tmp_path, capsys):
+    approaches = ["split", "peft_trainable_tokens"]
+    argv = ["run", "--profile", "smoke", "--approaches", *approaches, "--out", str(tmp_path)]
+    assert bench_main(argv) == 0
+    assert "measured" in capsys.readouterr().out
+    rows = read_rows(tmp_path)
+    expected = len(profile_cases(SMOKE, approaches, ["cpu"])) * 3
+    assert len(rows) == expected
+    for row in rows:
+        assert set(row) >= SCHEMA_KEYS, SCHEMA_KEYS - set(row)
+        assert row["status"] == "ok" and row["peak_bytes"] > 0 and row["frozen_rows_identical"]
+        assert row["persistent_bytes"] > 0 and row["bound_bytes"] > 0 and row["rounds"] >= 3
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"approach", "phase", "median_s", "peak_bytes", "env.torch_version"} <= set(header)
+    document = json.loads((tmp_path / "pytest-benchmark.json").read_text())
+    assert {"machine_info", "commit_info", "benchmarks", "version"} <= set(document)
+    assert len(document["benchmarks"]) == 3 * len(
+        measurement_groups(profile_cases(SMOKE, approaches, ["cpu"]))
+    )
+
+
+def test_command_line_rejects_unknown_approach_and_device(tmp_path, capsys):
+    assert bench_main(["run", "--approaches", "nope", "--out", str(tmp_path)]) == 2
+    assert "--approaches: unknown approach 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_main(["run", "--device", "tpu", "--out", str(tmp_path)])
+    assert "expected cpu, cuda or cuda:N, got 'tpu'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_peak_is_the_allocator_peak():
+    meter = PeakMeter("cuda")
+    meter.start()
+    meter.reset()
+    block = torch.ones(1 << 20, device="cuda")
+    assert meter.peak_bytes() >= block.nbytes
+
+
+def test_a_case_rejects_bad_sizes_naming_the_field():
+    with pytest.raises(ValueError, match=r"V: expected a positive int, got 0"):
+        small_case(V=0)
+    with pytest.raises(ValueError, match=r"trainable_fraction: expected a fraction in \(0, 1\]"):
+        small_case(trainable_fraction=1.5)
+    with pytest.raises(ValueError, match=r"dtype: expected one of"):
+        small_case(dtype="float16")
