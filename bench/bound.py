@@ -47,6 +47,8 @@ class OptimizerTraffic:
 OPTIMIZER_TRAFFIC = {
     "sgd": OptimizerTraffic(state_tensors=0, moves_every_trainable_row=False),
     "adamw": OptimizerTraffic(state_tensors=2, moves_every_trainable_row=True),
+    # fused=True changes how many passes torch makes, not the bytes the update must move.
+    "adamw_fused": OptimizerTraffic(state_tensors=2, moves_every_trainable_row=True),
     "sparse_adam": OptimizerTraffic(state_tensors=2, moves_every_trainable_row=False),
 }
 

@@ -156,7 +156,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         points=(
-            *_headline_points(["adamw", "sgd"]),
+            *_headline_points(["adamw", "adamw_fused", "sgd"]),
             *_sweep("vocab", HEADLINE, V=(10_000, QUICK_SWEEP_V, 100_000, 400_000)),
             *_sweep(
                 "fraction",
@@ -173,7 +173,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         name="full",
         points=(
-            *_headline_points(["adamw", "sgd"]),
+            *_headline_points(["adamw", "adamw_fused", "sgd"]),
             *_sweep("vocab", HEADLINE, V=(10_000, 20_000, 50_000, 100_000, 200_000, 400_000)),
             *_sweep(
                 "fraction", HEADLINE, trainable_fraction=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5)
