@@ -128,6 +128,21 @@ class Profile:
     ddp: Point | None = None
     ddp_steps: int = 5
 
+    def only(self, sweeps: Sequence[str]) -> Profile:
+        """This profile restricted to the named sweeps (``ddp`` included or not)."""
+        known = {p.sweep for p in self.points} | ({"ddp"} if self.ddp else set())
+        unknown = sorted(set(sweeps) - known)
+        if unknown:
+            raise ValueError(
+                f"sweeps: {unknown[0]!r} is not a sweep of profile {self.name!r}; "
+                f"expected some of {sorted(known)}"
+            )
+        return dataclasses.replace(
+            self,
+            points=tuple(p for p in self.points if p.sweep in sweeps),
+            ddp=self.ddp if "ddp" in sweeps else None,
+        )
+
 
 def _sweep(sweep: str, base: dict, **varied: Sequence) -> tuple[Point, ...]:
     ((name, values),) = varied.items()

@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="approach names (default: every one in impls.APPROACHES, and peft_trainable_tokens)",
     )
+    parser.add_argument(
+        "--sweeps",
+        nargs="+",
+        default=None,
+        help="only these sweeps of the profile (headline, vocab, fraction, tokens, llm, ddp)",
+    )
     parser.add_argument("--out", default="reports", help="output directory (default: reports)")
     parser.add_argument(
         "--memory-budget",
@@ -105,8 +111,15 @@ def main(args: argparse.Namespace) -> int:
     budget = None if args.memory_budget is None else int(args.memory_budget * (1 << 30))
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the running case's process is killed.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    profile = PROFILES[args.profile]
+    if args.sweeps:
+        try:
+            profile = profile.only(args.sweeps)
+        except ValueError as error:
+            print(f"--{error}", file=sys.stderr)
+            return 2
     try:
-        run = run_benchmarks(PROFILES[args.profile], approaches, devices, Path(args.out), budget)
+        run = run_benchmarks(profile, approaches, devices, Path(args.out), budget)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(run.describe())

@@ -392,3 +392,15 @@ def test_a_case_rejects_bad_sizes_naming_the_field():
         small_case(trainable_fraction=1.5)
     with pytest.raises(ValueError, match=r"dtype: expected one of"):
         small_case(dtype="float16")
+
+
+def test_a_profile_restricted_to_sweeps_keeps_only_their_points():
+    from bench.cases import PROFILES
+
+    full = PROFILES["full"]
+    llm = full.only(["llm"])
+    assert llm.points and {p.sweep for p in llm.points} == {"llm"}
+    assert llm.ddp is None
+    assert full.only(["headline", "ddp"]).ddp == full.ddp
+    with pytest.raises(ValueError, match=r"sweeps: 'nope' is not a sweep of profile 'full'"):
+        full.only(["nope"])
