@@ -195,12 +195,3 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-
-
-def scenario(name: str) -> Scenario:
-    try:
-        return SCENARIOS[name]
-    except KeyError:
-        raise ValueError(
-            f"scenario: unknown name {name!r}; expected one of {sorted(SCENARIOS)}"
-        ) from None

@@ -42,17 +42,6 @@ class Case:
     def embedding_options(self) -> EmbeddingOptions:
         return EmbeddingOptions(**self.options)
 
-    def describe(self) -> dict:
-        return {
-            "num_rows": self.weight.shape[0],
-            "dim": self.weight.shape[1],
-            "dtype": str(self.weight.dtype).removeprefix("torch."),
-            "trainable_rows": self.trainable.nonzero().squeeze(1).tolist(),
-            "batch_shapes": [list(b.shape) for b in self.batches],
-            "steps": len(self.batches),
-            "options": dict(self.options),
-        }
-
 
 @dataclass(frozen=True)
 class Loop:
