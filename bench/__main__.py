@@ -13,10 +13,10 @@ import importlib.util
 import sys
 
 COMMANDS = {
-    "verify": "bench.verify",
-    "run": "bench.run",
+    "verify": "bench.verify.command",
+    "run": "bench.perf.command",
     "realdata": "bench.realdata",
-    "report": "bench.report",
+    "report": "bench.report.command",
 }
 
 

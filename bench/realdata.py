@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import impls
-from bench.environment import environment
-from bench.results import ResultsFile
+from bench.common.environment import environment
+from bench.common.results import ResultsFile
 from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
 from impls.vectors import EmbeddingInputs, load_vectors, read_vectors
 

@@ -17,8 +17,9 @@ from torch import nn
 
 import impls
 from bench.__main__ import main as bench_main
-from bench.bound import bound_bytes, bound_fields
-from bench.cases import (
+from bench.common.processes import IsolatedFailure, run_isolated
+from bench.perf.bound import bound_bytes, bound_fields
+from bench.perf.cases import (
     PROFILES,
     Case,
     measurement_groups,
@@ -27,13 +28,12 @@ from bench.cases import (
     trainable_ids,
     unique_trainable_tokens,
 )
-from bench.ddp_sweep import ddp_cases, measured_row, skip_reason
-from bench.isolation import IsolatedFailure, run_isolated
-from bench.measure import build_training, estimate_memory, frozen_rows_identical
-from bench.memory import PeakMeter, persistent_bytes, transient_bytes
-from bench.peers import PeftTrainableTokens
-from bench.run import run_benchmarks
-from bench.timing import RoundsPolicy, time_phase
+from bench.perf.command import run_benchmarks
+from bench.perf.ddp import ddp_cases, measured_row, skip_reason
+from bench.perf.measure import build_training, estimate_memory, frozen_rows_identical
+from bench.perf.memory import PeakMeter, persistent_bytes, transient_bytes
+from bench.perf.peers import PeftTrainableTokens
+from bench.perf.timing import RoundsPolicy, time_phase
 from impls.base import UnsupportedOption
 from impls.split import Split
 
@@ -395,7 +395,7 @@ def test_a_case_rejects_bad_sizes_naming_the_field():
 
 
 def test_a_profile_restricted_to_sweeps_keeps_only_their_points():
-    from bench.cases import PROFILES
+    from bench.perf.cases import PROFILES
 
     full = PROFILES["full"]
     llm = full.only(["llm"])

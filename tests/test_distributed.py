@@ -15,7 +15,8 @@ import torch.distributed as dist
 if not (dist.is_available() and dist.is_gloo_available()):
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
-from bench.distributed import (
+from bench.distributed.rank import rank_ids, unused_parameters
+from bench.distributed.runs import (
     DistributedOutcome,
     frozen_rows_intact,
     measure_ddp_matrix,
@@ -26,10 +27,9 @@ from bench.distributed import (
     run_train_cases,
     train_case_for,
 )
-from bench.distributed_rank import rank_ids, unused_parameters
 
 STEPS = 3
-ADAMW_LR, ADAMW_WEIGHT_DECAY = 1e-3, 1e-2  # torch defaults, which bench.optimizers' "adamw" uses
+ADAMW_LR, ADAMW_WEIGHT_DECAY = 1e-3, 1e-2  # torch defaults, as "adamw" in bench.common.optimizers
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """P1–P6 for every approach under every optimizer of the foundation issue, asserted both ways.
 
-A cell the truth table (``bench.expectations``) marks ``holds`` must hold on every hypothesis
+A cell the truth table (``bench.verify.truth_table``) marks ``holds`` must hold on every hypothesis
 example; a cell marked ``violated`` must be shown violated — first on the worked example of the
 zero-gradient answer, otherwise by an example hypothesis finds; an ``unsupported`` cell must be
 refused with an error naming the approach and the option.
@@ -14,11 +14,11 @@ from hypothesis import assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
-from bench.check import check_case
-from bench.expectations import HOLDS, UNSUPPORTED, VIOLATED, expectation
-from bench.scenarios import CORE_PROPERTIES, SCENARIOS
-from bench.strategies import worked_example
-from bench.trajectory import Case
+from bench.verify.judge import check_case
+from bench.verify.scenarios import CORE_PROPERTIES, SCENARIOS
+from bench.verify.strategies import worked_example
+from bench.verify.trajectory import Case
+from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
 
 OPTIMIZER_SCENARIOS = (
     "sgd",

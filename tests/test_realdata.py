@@ -11,8 +11,9 @@ import pytest
 
 import impls
 from bench import __main__ as bench_cli
-from bench import expectations, realdata
-from bench.report_data import REALDATA
+from bench import realdata
+from bench.report.sources import REALDATA
+from bench.verify import truth_table as expectations
 
 pytest.importorskip("gensim")
 
@@ -34,7 +35,7 @@ EXPECTED_OUTCOME = {
 
 
 def outcome_in_truth_table(approach):
-    """What ``bench.expectations`` records for the same question, for approaches added later."""
+    """What the truth table (``bench.verify.truth_table``) says of the same question."""
     frozen = expectations.expectation(approach, "adamw", "P1").outcome == expectations.HOLDS
     changed = expectations.expectation(approach, "adamw", "P2").outcome == expectations.HOLDS
     return frozen, changed

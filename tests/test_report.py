@@ -20,10 +20,10 @@ import pytest
 import report_fixtures as fx
 
 from bench.__main__ import main as bench_main
-from bench.figures import phase_table
-from bench.recommend import Setup, recommend, recommend_all
-from bench.report import build_report
-from bench.report_data import load_sources, memory_phrase, speed_phrase
+from bench.report.command import build_report
+from bench.report.figures import phase_table
+from bench.report.recommend import Setup, recommend, recommend_all
+from bench.report.sources import load_sources, memory_phrase, speed_phrase
 
 SECTIONS = ("answer", "verification", "performance", "realdata", "environment")
 WD_DENSE_SINGLE = Setup(weight_decay=True, sparse=False, distributed=False)

@@ -13,9 +13,9 @@ import json
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.expectations import VIOLATED
-from bench.scenarios import SCENARIOS
-from bench.verify import PROFILES, verify_cell, verify_distributed
+from bench.verify.command import PROFILES, verify_cell, verify_distributed
+from bench.verify.scenarios import SCENARIOS
+from bench.verify.truth_table import VIOLATED
 
 CI_PROFILE = PROFILES["quick"]
 

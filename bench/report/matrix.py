@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.recommend import cell_anchor
-from bench.report_data import is_missing, json_text, ordered_unique
+from bench.report.recommend import cell_anchor
+from bench.report.sources import is_missing, json_text, ordered_unique
 
 GROUP_ORDER = ("optimizer", "option", "dtype", "loop", "distributed", "device")
 OUTCOMES = ("holds", "violated", "unsupported")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import load_records
+from bench.common.results import load_records
 
 
 @dataclass(frozen=True)

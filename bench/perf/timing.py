@@ -24,7 +24,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import NameWrapper, get_commit_info
 
-from .results import write_atomic
+from bench.common.results import write_atomic
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def time_phase(
 
     collected = []
     fixture = BenchmarkFixture(
-        _Node(name, f"bench/run.py::{name}"),
+        _Node(name, f"bench/perf/command.py::{name}"),
         disable_gc=False,
         timer=NameWrapper(time.perf_counter),
         min_rounds=rounds,

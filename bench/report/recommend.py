@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.report_data import (
+from bench.report.sources import (
     CASE_COLUMNS,
     REFERENCE_APPROACHES,
     describe_case,

@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-PRELOAD = ["torch", "impls", "bench.measure", "peft.tuners.trainable_tokens.layer"]
+PRELOAD = ["torch", "impls", "bench.perf.measure", "peft.tuners.trainable_tokens.layer"]
 """Imported once by the fork server; a module that is not installed is skipped by it."""
 
 JOIN_TIMEOUT_S = 10

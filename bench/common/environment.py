@@ -24,7 +24,7 @@ def cpu_model() -> str:
 
 def git_commit() -> str:
     """The commit of the working tree (with ``-dirty`` when it has changes), or ``unknown``."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         return subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],

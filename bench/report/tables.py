@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report_data import (
+from bench.report.sources import (
     CASE_COLUMNS,
     describe_case,
     format_bytes,

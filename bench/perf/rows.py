@@ -6,8 +6,8 @@ keys in the same order; what was not measured is null.
 
 from __future__ import annotations
 
-from .cases import Case
-from .environment import environment
+from bench.common.environment import environment
+from bench.perf.cases import Case
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",

@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import impls
+from bench.common.optimizers import OptimizerSpec
+from bench.verify.ideal import IdealEmbedding
 from impls.base import EmbeddingOptions
-
-from .ideal import IdealEmbedding
-from .optimizers import OptimizerSpec
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .timing import RoundsPolicy
+from bench.perf.timing import RoundsPolicy
 
 SWEEPS = ("headline", "vocab", "fraction", "tokens", "llm", "ddp")
 PHASES = ("forward", "forward_backward", "step")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .trajectory import Trajectory
+from bench.verify.trajectory import Trajectory
 
 PROPERTIES = {
     "P1": "frozen rows of merged_weight() stay bit-identical after every step",

@@ -20,15 +20,14 @@ from hypothesis.errors import NoSuchExample
 from tqdm import tqdm
 
 import impls
-
-from .check import check_case
-from .counterexample import distributed_reproduction, reproduction
-from .environment import environment
-from .expectations import HOLDS, UNSUPPORTED, VIOLATED, expectation
-from .results import ResultsFile
-from .scenarios import DISTRIBUTED, SCENARIOS, Scenario
-from .strategies import worked_example
-from .trajectory import Case
+from bench.common.environment import environment
+from bench.common.results import ResultsFile
+from bench.verify.counterexample import distributed_reproduction, reproduction
+from bench.verify.judge import check_case
+from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
+from bench.verify.strategies import worked_example
+from bench.verify.trajectory import Case
+from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ def _shrink(approach: str, scenario: Scenario, prop: str, profile: Profile) -> C
 
 def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iterator[dict]:
     """P1 and P7 per (approach, wrapper), from 2-rank runs (one process pair for all cases)."""
-    from .distributed import frozen_rows_intact, ranks_agree, run_distributed_matrix
+    from bench.distributed.runs import frozen_rows_intact, ranks_agree, run_distributed_matrix
 
     for name in scenario_names:
         scenario = SCENARIOS[name]

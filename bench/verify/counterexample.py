@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .optimizers import OPTIMIZERS
-from .scenarios import Scenario
-from .trajectory import Case, Loop
+from bench.common.optimizers import OPTIMIZERS
+from bench.verify.scenarios import Scenario
+from bench.verify.trajectory import Case, Loop
 
 
 def tensor_source(tensor: torch.Tensor) -> str:
@@ -29,7 +29,7 @@ def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> st
     """Source that reproduces ``prop``'s verdict for ``approach`` on ``case``.
 
     A plain loop is spelled out with torch and ``impls`` only; a scenario with loop features is
-    replayed through ``bench.check.check_case``, which implements them.
+    replayed through ``bench.verify.judge.check_case``, which implements them.
     """
     case = scenario.prepare(case)
     lines = ["import torch", "import impls", *_case_source(case)]
@@ -56,9 +56,9 @@ def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> st
         return "\n".join(lines)
     lines = [
         lines[0],
-        "from bench.check import check_case",
-        "from bench.scenarios import SCENARIOS",
-        "from bench.trajectory import Case",
+        "from bench.verify.judge import check_case",
+        "from bench.verify.scenarios import SCENARIOS",
+        "from bench.verify.trajectory import Case",
         *lines[2:],
         "case = Case(weight, trainable, tuple(batches), tuple(coefficients), "
         f"{dict(case.options)!r})",
@@ -71,7 +71,7 @@ def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> st
 def distributed_reproduction(approach: str, wrapper: str, optimizer: str) -> str:
     return "\n".join(
         [
-            "from bench.distributed import frozen_rows_intact, ranks_agree, run_distributed",
+            "from bench.distributed.runs import frozen_rows_intact, ranks_agree, run_distributed",
             f"outcome = run_distributed({approach!r}, {wrapper!r}, optimizer={optimizer!r})",
             "print(outcome.error or (ranks_agree(outcome), frozen_rows_intact(outcome)[:3]))",
         ]

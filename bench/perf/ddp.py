@@ -1,6 +1,6 @@
 """The ``ddp`` sweep: what each approach all-reduces per step under DDP, and its step time.
 
-The measuring is :func:`bench.distributed.measure_ddp_matrix` (gloo, 2 ranks on loopback, bytes
+The measuring is :func:`bench.distributed.runs.measure_ddp_matrix` (gloo, 2 ranks on loopback, bytes
 counted by a DDP communication hook); this module turns the profile's ``ddp`` point into cases,
 skips what cannot run (the PEFT peer is not in ``impls.APPROACHES``; a case whose two ranks would
 not fit in memory), and turns the measurements into result rows with phase ``ddp_step``.
@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import impls
+from bench.perf.cases import Case, Profile
+from bench.perf.measure import build_training, estimate_memory, tiny_case
+from bench.perf.memory import over_budget
+from bench.perf.rows import result_row
 from impls.base import UnsupportedOption
-
-from .cases import Case, Profile
-from .measure import build_training, estimate_memory, tiny_case
-from .memory import over_budget
-from .rows import result_row
 
 RANKS = 2
 PHASE = "ddp_step"
@@ -32,7 +31,7 @@ def ddp_cases(profile: Profile, approaches: Sequence[str]) -> list[Case]:
 def skip_reason(case: Case, memory_budget: int | None) -> str | None:
     """Why ``case`` cannot run under DDP here, or None."""
     if case.approach not in impls.APPROACHES:
-        return "bench.distributed runs the approaches of impls.APPROACHES only"
+        return "bench.distributed.runs runs the approaches of impls.APPROACHES only"
     approach = impls.APPROACHES[case.approach]
     try:
         needed = RANKS * estimate_memory(approach, case).total_bytes
@@ -49,9 +48,9 @@ def skip_reason(case: Case, memory_budget: int | None) -> str | None:
 def ddp_rows(cases: Sequence[Case], steps: int, timeout_s: float, memory_budget: int | None):
     """One ``ddp_step`` row per case: measured, skipped (with reason) or failed (with error)."""
     try:
-        from .distributed import measure_ddp_matrix
+        from bench.distributed.runs import measure_ddp_matrix
     except ImportError as error:
-        reason = f"bench.distributed.measure_ddp_matrix is not available ({error})"
+        reason = f"bench.distributed.runs.measure_ddp_matrix is not available ({error})"
         return [result_row(case, PHASE, "skipped", reason) for case in cases]
     rows, runnable = {}, []
     for case in cases:

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
-
-from .bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
-from .cases import (
+from bench.common.processes import IsolatedFailure, run_isolated
+from bench.common.results import ResultsFile
+from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
+from bench.perf.cases import (
     PHASES,
     PROFILES,
     Case,
@@ -35,15 +35,14 @@ from .cases import (
     profile_cases,
     unique_trainable_tokens,
 )
-from .ddp_sweep import PHASE as DDP_PHASE
-from .ddp_sweep import ddp_cases, ddp_rows
-from .isolation import IsolatedFailure, run_isolated
-from .measure import estimate_memory, measure_case
-from .memory import available_bytes, over_budget
-from .peers import benchmarked_approaches
-from .results import ResultsFile
-from .rows import RESULT_KEY, result_row
-from .timing import PytestBenchmarkJson, summary
+from bench.perf.ddp import PHASE as DDP_PHASE
+from bench.perf.ddp import ddp_cases, ddp_rows
+from bench.perf.measure import estimate_memory, measure_case
+from bench.perf.memory import available_bytes, over_budget
+from bench.perf.peers import benchmarked_approaches
+from bench.perf.rows import RESULT_KEY, result_row
+from bench.perf.timing import PytestBenchmarkJson, summary
+from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
 
 FINISHED = ("ok", "skipped")
 BANDWIDTH_TIMEOUT_S = 300

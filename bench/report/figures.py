@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bench.report_data import (
+from bench.report.sources import (
     CASE_COLUMNS,
     case_groups,
     describe_case,

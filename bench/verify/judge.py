@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import impls
-
-from . import properties as P
-from .optimizers import OPTIMIZERS
-from .scenarios import CORE_PROPERTIES, Scenario
-from .trajectory import Case, approach_factory, ideal_factory, train
+from bench.common.optimizers import OPTIMIZERS
+from bench.verify import properties as P
+from bench.verify.scenarios import CORE_PROPERTIES, Scenario
+from bench.verify.trajectory import Case, approach_factory, ideal_factory, train
 
 
 @dataclass

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .cases import Case
+from bench.perf.cases import Case
 
 BANDWIDTH_BYTES = 256 << 20
 BANDWIDTH_REPEATS = 9

@@ -1,6 +1,6 @@
 """What runs on one rank: build an approach, wrap it (DDP or FSDP2), train it, report back.
 
-The functions here are the ``task`` of :func:`bench.distributed_launch.run_cases`; they run in
+The functions here are the ``task`` of :func:`bench.distributed.launch.run_cases`; they run in
 the rank processes with the default process group initialised. Everything a rank needs is in a
 small picklable case: the initial table, the trainable rows and each rank's ids are rebuilt from
 the seed, so every rank provably starts from the same table without shipping it.
@@ -20,15 +20,14 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 import impls
-
-from .optimizers import optimizer_spec
+from bench.common.optimizers import optimizer_spec
 
 LAZY_IMPORTS = ("torch._dynamo", "torch.distributed.fsdp", "torch.distributed.tensor")
 """Modules DDP and FSDP2 import on first use (about 800 modules, seconds on 2 busy cores)."""
 
 
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
-    """The optimizer named ``name`` in the shared registry :mod:`bench.optimizers`."""
+    """The optimizer named ``name`` in the shared registry :mod:`bench.common.optimizers`."""
     return optimizer_spec(name).build(params)
 
 

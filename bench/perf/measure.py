@@ -1,6 +1,7 @@
 """Measure one case: build it, time its three phases, read its memory, check its frozen rows.
 
-:func:`measure_case` runs inside the fresh process :mod:`bench.isolation` starts for the case;
+:func:`measure_case` runs inside the fresh process that :mod:`bench.common.processes` starts
+for the case;
 :func:`estimate_memory` runs in the parent before that process is started. Both build the case
 through :func:`build_training`, so the estimate sees exactly what the measurement will allocate.
 
@@ -8,7 +9,7 @@ The phases are the training loop of DESIGN.md, cut at three places: ``forward`` 
 with autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before
 each call) and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the
 approach registered through ``attach``). The loss is the output weighted by
-:func:`bench.cases.loss_coefficients` and summed. Each call looks up the next of the case's
+:func:`bench.perf.cases.loss_coefficients` and summed. Each call looks up the next of the case's
 batches (switched untimed, in the setup), so no call finds the previous call's rows in the cache.
 """
 
@@ -20,9 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from impls.base import PartiallyFrozenEmbedding
-
-from .cases import (
+from bench.common.optimizers import optimizer_spec
+from bench.perf.cases import (
     PHASES,
     Case,
     loss_coefficients,
@@ -31,15 +31,15 @@ from .cases import (
     trainable_ids,
     weight_chunks,
 )
-from .memory import (
+from bench.perf.memory import (
     MemoryEstimate,
     PeakMeter,
     fit_persistent_bytes,
     persistent_bytes,
     transient_bytes,
 )
-from .optimizers import optimizer_spec
-from .timing import RoundsPolicy, time_phase
+from bench.perf.timing import RoundsPolicy, time_phase
+from impls.base import PartiallyFrozenEmbedding
 
 TINY_TOKENS = 32
 
@@ -113,7 +113,7 @@ def tiny_case(case: Case, num_rows: int, n_trainable: int, device: str = "cpu") 
 
 
 def estimate_memory(approach: type[PartiallyFrozenEmbedding], case: Case) -> MemoryEstimate:
-    """What ``case`` will need, from tiny builds of it (see :mod:`bench.memory`); allocates
+    """What ``case`` will need, from tiny builds of it (see :mod:`bench.perf.memory`); allocates
     nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case."""
 
     def tiny_persistent_bytes(num_rows: int, n_trainable: int) -> int:

@@ -1,6 +1,6 @@
 """P7 under DistributedDataParallel and FSDP2, and what DDP communicates per step.
 
-Each case trains one approach on 2 gloo ranks over loopback (:mod:`bench.distributed_launch`)
+Each case trains one approach on 2 gloo ranks over loopback (:mod:`bench.distributed.launch`)
 from the same table on every rank but with *different* ids per rank, so the ranks stay equal
 only if the wrapper's gradient reduction reaches everything that updates the table. An approach
 that cannot run under a wrapper is a result, not a crash: its error text is kept in the outcome.
@@ -21,10 +21,9 @@ import torch
 from torch import Tensor
 
 import impls
-from impls.validation import as_trainable_mask
-
-from .distributed_launch import run_cases
-from .distributed_rank import (
+from bench.common.optimizers import optimizer_spec
+from bench.distributed.launch import run_cases
+from bench.distributed.rank import (
     LAZY_IMPORTS,
     StepCostCase,
     TrainCase,
@@ -34,7 +33,7 @@ from .distributed_rank import (
     train_case,
     trainable_mask,
 )
-from .optimizers import optimizer_spec
+from impls.validation import as_trainable_mask
 
 WRAPPERS = ("ddp", "fsdp2")
 
@@ -218,7 +217,7 @@ def measure_ddp_step(
     hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
     rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
     ``broadcast_buffers=True`` would broadcast every forward; off here, see
-    :func:`bench.distributed_rank.step_cost_case`), ``frozen_rows_identical`` (on every rank).
+    :func:`bench.distributed.rank.step_cost_case`), ``frozen_rows_identical`` (on every rank).
     """
     return measure_ddp_matrix(
         [approach], num_rows, dim, trainable_fraction, tokens, optimizer, steps, warmup, timeout_s

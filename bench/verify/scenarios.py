@@ -2,7 +2,7 @@
 
 A scenario fixes everything about a check except the random case: optimizer, embedding options,
 dtype, device and how the loop is written. Scenario names are the second key of the truth table
-(``bench.expectations``) and of ``verification.json``; the optimizer scenarios are named after
+(``bench.verify.truth_table``) and of ``verification.json``; the optimizer scenarios are named after
 their optimizer so that a rule about "weight decay" reads as a list of names.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .optimizers import OPTIMIZERS
-from .strategies import cases
-from .trajectory import Case, Loop, on, with_options
+from bench.common.optimizers import OPTIMIZERS
+from bench.verify.strategies import cases
+from bench.verify.trajectory import Case, Loop, on, with_options
 
 CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
 
@@ -28,7 +28,7 @@ class Scenario:
     description: str
     optimizer: str = LOOP_OPTIMIZER
     options: dict = field(default_factory=dict)
-    padding: str | None = "any"  # see bench.strategies.cases
+    padding: str | None = "any"  # see bench.verify.strategies.cases
     dtype: str = "float32"
     device: str = "cpu"
     loop: Loop = field(default_factory=Loop)

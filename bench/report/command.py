@@ -16,11 +16,11 @@ from pathlib import Path
 
 import jinja2
 
-from bench.figures import all_figures
-from bench.recommend import METHOD, recommend_all
-from bench.report_data import REFERENCE_APPROACHES, environment_table, load_sources
-from bench.report_matrix import build_matrix
-from bench.report_tables import (
+from bench.report.figures import all_figures
+from bench.report.matrix import build_matrix
+from bench.report.recommend import METHOD, recommend_all
+from bench.report.sources import REFERENCE_APPROACHES, environment_table, load_sources
+from bench.report.tables import (
     frozen_drift_table,
     headline_table,
     html_table,
@@ -69,7 +69,7 @@ class BuiltReport:
 
 def template() -> jinja2.Template:
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("bench", "templates"),
+        loader=jinja2.PackageLoader("bench.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

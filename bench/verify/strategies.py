@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from .trajectory import Case
+from bench.verify.trajectory import Case
 
 MASK_LAYOUTS = ("random", "all_frozen", "all_trainable", "pretrained_first", "new_first")
 
