@@ -21,7 +21,7 @@ from bench.common.processes import IsolatedFailure, run_isolated
 from bench.perf.bound import bound_bytes, bound_fields
 from bench.perf.cases import (
     PROFILES,
-    Case,
+    BenchmarkCase,
     measurement_groups,
     profile_cases,
     token_batches,
@@ -48,12 +48,12 @@ SCHEMA_KEYS = {
 """The keys of results.json as /work/shared/schemas.md lists them."""
 
 
-def small_case(**changes) -> Case:
+def small_case(**changes) -> BenchmarkCase:
     fields = dict(
         approach="split", device="cpu", dtype="float32", V=1_000, D=8, trainable_fraction=0.01,
         T=64, optimizer="adamw", sparse=False, sweep="headline", profile="smoke",
     )  # fmt: skip
-    return Case(**{**fields, **changes})
+    return BenchmarkCase(**{**fields, **changes})
 
 
 # --- memory -----------------------------------------------------------------------------------

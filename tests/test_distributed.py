@@ -18,7 +18,7 @@ if not (dist.is_available() and dist.is_gloo_available()):
 from bench.distributed.rank import rank_ids, unused_parameters
 from bench.distributed.runs import (
     DistributedOutcome,
-    frozen_rows_intact,
+    frozen_row_changes,
     measure_ddp_matrix,
     measure_ddp_step,
     ranks_agree,
@@ -44,7 +44,7 @@ def test_split_under_ddp_keeps_frozen_rows_and_ranks_agree(ddp_adamw):
     assert len(outcome.per_rank_merged) == 2
     agree, detail = ranks_agree(outcome)
     assert agree, detail
-    assert frozen_rows_intact(outcome) == []
+    assert frozen_row_changes(outcome) == []
     trained = outcome.trainable_mask
     for table in outcome.per_rank_merged:
         assert not torch.equal(table[trained], outcome.initial_weight[trained])
@@ -55,7 +55,7 @@ def test_grad_zero_under_ddp_drifts_by_weight_decay_on_every_rank_yet_ranks_agre
     assert outcome.error is None, outcome.traceback
     agree, detail = ranks_agree(outcome)
     assert agree, detail
-    changes = frozen_rows_intact(outcome)
+    changes = frozen_row_changes(outcome)
     frozen_rows = set((~outcome.trainable_mask).nonzero().squeeze(1).tolist())
     assert {(c.rank, c.row) for c in changes} == {(r, row) for r in (0, 1) for row in frozen_rows}
     decay = (1 - ADAMW_LR * ADAMW_WEIGHT_DECAY) ** STEPS  # a zero gradient leaves only the decay
@@ -78,7 +78,7 @@ def test_after_a_hung_case_a_fresh_pair_runs_the_remaining_cases():
     hung, after = run_train_cases([dataclasses.replace(case, stall_rank=0), case], timeout_s=3)
     assert "rank 0 did not finish" in hung.error
     assert after.error is None, after.error
-    assert ranks_agree(after)[0] and frozen_rows_intact(after) == []
+    assert ranks_agree(after)[0] and frozen_row_changes(after) == []
 
 
 def test_measure_ddp_step_counts_the_trainable_rows_gradient_bytes():
@@ -147,7 +147,7 @@ def test_frozen_rows_intact_lists_every_changed_frozen_row_per_rank():
     initial = torch.arange(12.0).view(4, 3)
     moved = initial.clone()
     moved[[0, 1]] += 1  # row 0 is frozen, row 1 trains
-    changes = frozen_rows_intact(outcome_with([initial, moved], [False, True, True, False]))
+    changes = frozen_row_changes(outcome_with([initial, moved], [False, True, True, False]))
     assert [(c.rank, c.row) for c in changes] == [(1, 0)]
     assert torch.equal(changes[0].after, initial[0] + 1)
 

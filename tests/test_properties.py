@@ -14,10 +14,10 @@ from hypothesis import assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
-from bench.verify.judge import check_case
+from bench.verify.judge import judge_case
 from bench.verify.scenarios import CORE_PROPERTIES, SCENARIOS
 from bench.verify.strategies import worked_example
-from bench.verify.trajectory import Case
+from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
 
 OPTIMIZER_SCENARIOS = (
@@ -50,7 +50,7 @@ def test_cells_marked_holds_hold_on_every_example(approach, optimizer, data):
     scenario = SCENARIOS[optimizer]
     case = data.draw(scenario.cases())
     assume(scenario.usable(case))
-    result = check_case(approach, scenario, case, tuple(holding))
+    result = judge_case(approach, scenario, case, tuple(holding))
     assert result.unsupported is None, f"{approach} / {optimizer}: {result.unsupported}"
     failures = [result.verdicts[p].message for p in holding if not result.verdicts[p]]
     assert not failures, "\n".join(failures)
@@ -65,17 +65,17 @@ VIOLATED_CELLS = [
 def test_cells_marked_violated_are_shown_violated(approach, optimizer, prop):
     scenario = SCENARIOS[optimizer]
 
-    def violates(case: Case) -> bool:
+    def violates(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        return not check_case(approach, scenario, case, (prop,)).verdicts[prop].holds
+        return not judge_case(approach, scenario, case, (prop,)).verdicts[prop].holds
 
     witness = worked_example()
     if not violates(witness):
         witness = find(
             scenario.cases(), violates, settings=settings(max_examples=500, database=None)
         )
-    verdict = check_case(approach, scenario, witness, (prop,))
+    verdict = judge_case(approach, scenario, witness, (prop,))
     assert not verdict.verdicts[prop].holds
     assert approach in verdict.verdicts[prop].message
     assert optimizer in verdict.verdicts[prop].message
@@ -88,7 +88,7 @@ UNSUPPORTED_CELLS = [
 
 @pytest.mark.parametrize(("approach", "optimizer"), UNSUPPORTED_CELLS)
 def test_cells_marked_unsupported_are_refused_by_name(approach, optimizer):
-    result = check_case(approach, SCENARIOS[optimizer], worked_example())
+    result = judge_case(approach, SCENARIOS[optimizer], worked_example())
     assert result.unsupported is not None, f"{approach} / {optimizer} ran; expected a refusal"
     assert approach in result.unsupported
     assert "sparse" in result.unsupported

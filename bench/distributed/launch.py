@@ -54,7 +54,7 @@ class RankResult:
 
 
 @dataclass
-class CaseResult:
+class RanksResult:
     """One case on every rank; ``failure`` says why some rank did not return (timeout, crash)."""
 
     label: str
@@ -79,7 +79,7 @@ def run_cases(
     timeout_s: float,
     startup_timeout_s: float = 60.0,
     preload: Sequence[str] = (),
-) -> list[CaseResult]:
+) -> list[RanksResult]:
     """Run ``task`` on every case, on ``WORLD_SIZE`` ranks, reusing a pair while it stays healthy.
 
     ``labels`` name the cases in messages (e.g. ``"approach 'split' under 'ddp'"``); ``preload``
@@ -89,7 +89,7 @@ def run_cases(
         raise ValueError(f"labels: expected {len(cases)} (one per case), got {len(labels)}")
     if not timeout_s > 0:
         raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
-    results: list[CaseResult] = []
+    results: list[RanksResult] = []
     while len(results) < len(cases):
         start = len(results)
         with tempfile.TemporaryDirectory(prefix="rowfreeze-dist-") as workdir:
@@ -105,7 +105,7 @@ class _Pair:
         self.task, self.cases, self.labels = task, list(cases), list(labels)
         self.workdir, self.timeout_s, self.preload = workdir, timeout_s, preload
 
-    def run(self, startup_timeout_s: float) -> list[CaseResult]:
+    def run(self, startup_timeout_s: float) -> list[RanksResult]:
         """Results for a prefix of the cases (at least one); the rest need a fresh pair."""
         store = dist.TCPStore(
             "127.0.0.1",
@@ -138,16 +138,16 @@ class _Pair:
                     proc.kill()
                 proc.join(JOIN_TIMEOUT_S)
 
-    def _watch(self, procs, startup_timeout_s: float) -> list[CaseResult]:
+    def _watch(self, procs, startup_timeout_s: float) -> list[RanksResult]:
         """Collect results case by case; stop at a disagreement, a dead rank or a timeout."""
         last_progress = time.monotonic()
-        done: list[CaseResult] = []
+        done: list[RanksResult] = []
         while len(done) < len(self.cases):
             index = len(done)
             exited = [not p.is_alive() for p in procs]  # before reading: results come first
             ranks = [_read_result(self.workdir, index, r) for r in range(WORLD_SIZE)]
             if all(r is not None for r in ranks):
-                done.append(CaseResult(self.labels[index], ranks))
+                done.append(RanksResult(self.labels[index], ranks))
                 last_progress = time.monotonic()
                 if any(r.error for r in ranks):
                     return done  # the ranks are leaving (see _rank_main); a fresh pair goes on
@@ -171,7 +171,7 @@ class _Pair:
             time.sleep(POLL_S)
         return done
 
-    def _failure(self, index: int, ranks, procs, reason: str) -> CaseResult:
+    def _failure(self, index: int, ranks, procs, reason: str) -> RanksResult:
         for proc in procs:
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGUSR1)
@@ -187,7 +187,7 @@ class _Pair:
             lines.extend("    " + f for f in frames[:STACK_FRAMES] or ["(not available)"])
             stderr = (self.workdir / f"stderr.{rank}").read_text(errors="replace").strip()
             lines.extend("    stderr: " + line for line in stderr.splitlines()[-5:])
-        return CaseResult(self.labels[index], list(ranks), failure="\n".join(lines))
+        return RanksResult(self.labels[index], list(ranks), failure="\n".join(lines))
 
 
 def rank_context(preload: Sequence[str]):

@@ -32,7 +32,7 @@ def make_optimizer(name: str, params) -> torch.optim.Optimizer:
 
 
 @dataclass(frozen=True)
-class TrainCase:
+class RankTrainingCase:
     """One approach trained under one wrapper for a few steps (the P7 check)."""
 
     approach: str
@@ -95,7 +95,7 @@ def loss_coefficients(seed: int, dim: int) -> Tensor:
     return torch.rand(dim, generator=torch.Generator().manual_seed(seed + 1)) + 0.5
 
 
-def build_approach(case: "TrainCase | StepCostCase") -> impls.PartiallyFrozenEmbedding:
+def build_approach(case: "RankTrainingCase | StepCostCase") -> impls.PartiallyFrozenEmbedding:
     weight = initial_weight(case.seed, case.num_rows, case.dim)
     mask = trainable_mask(case.num_rows, case.trainable_ids)
     return impls.APPROACHES[case.approach].from_pretrained(weight, mask, **dict(case.options))
@@ -135,7 +135,7 @@ def hooked_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
-def wrap(emb: nn.Module, case: TrainCase, coef: Tensor) -> tuple[nn.Module, list[str]]:
+def wrap(emb: nn.Module, case: RankTrainingCase, coef: Tensor) -> tuple[nn.Module, list[str]]:
     """``emb`` under the case's wrapper, and what that took (notes for the report)."""
     notes = []
     if case.wrapper == "ddp":
@@ -178,7 +178,7 @@ def merged_on_this_rank(emb: nn.Module, wrapper: str) -> Tensor:
         emb.reshard()
 
 
-def train_case(case: TrainCase, rank: int, world_size: int) -> dict:
+def train_case(case: RankTrainingCase, rank: int, world_size: int) -> dict:
     """Task: train ``case`` on this rank; return ``{"merged": table, "notes": [...]}``.
 
     Warnings raised while wrapping and training become notes: they are what torch says the
@@ -189,7 +189,7 @@ def train_case(case: TrainCase, rank: int, world_size: int) -> dict:
             time.sleep(1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        merged, notes = train(case, rank)
+        merged, notes = train_on_rank(case, rank)
     for warning in caught:
         note = f"{warning.category.__name__}: {str(warning.message).splitlines()[0]}"
         if note not in notes:
@@ -197,7 +197,7 @@ def train_case(case: TrainCase, rank: int, world_size: int) -> dict:
     return {"merged": merged, "notes": notes}
 
 
-def train(case: TrainCase, rank: int) -> tuple[Tensor, list[str]]:
+def train_on_rank(case: RankTrainingCase, rank: int) -> tuple[Tensor, list[str]]:
     coef = loss_coefficients(case.seed, case.dim)
     emb = build_approach(case)
     model, notes = wrap(emb, case, coef)

@@ -6,7 +6,7 @@ only if the wrapper's gradient reduction reaches everything that updates the tab
 that cannot run under a wrapper is a result, not a crash: its error text is kept in the outcome.
 What an approach needed under a wrapper (``find_unused_parameters``, hooks that ``fully_shard``
 dropped, a skipped backward) is kept as notes. The verification matrix turns outcomes into P1/P7
-records with :func:`ranks_agree` and :func:`frozen_rows_intact`; the benchmark's ``ddp`` sweep
+records with :func:`ranks_agree` and :func:`frozen_row_changes`; the benchmark's ``ddp`` sweep
 calls :func:`measure_ddp_step`.
 """
 
@@ -25,8 +25,8 @@ from bench.common.optimizers import optimizer_spec
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
     LAZY_IMPORTS,
+    RankTrainingCase,
     StepCostCase,
-    TrainCase,
     initial_weight,
     median_and_iqr,
     step_cost_case,
@@ -114,7 +114,7 @@ def run_distributed_matrix(
 
 def train_case_for(
     approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
-) -> TrainCase:
+) -> RankTrainingCase:
     """A validated case; bad arguments fail here, in the caller's process, naming the argument."""
     check_choice("approach", approach, impls.APPROACHES)
     check_choice("wrapper", wrapper, WRAPPERS)
@@ -126,10 +126,14 @@ def train_case_for(
         mask = as_trainable_mask(torch.as_tensor(trainable), num_rows, torch.device("cpu"))
         ids = tuple(mask.nonzero().squeeze(1).tolist())
     options = tuple(sorted(options.items()))
-    return TrainCase(approach, wrapper, optimizer, steps, num_rows, dim, ids, tokens, seed, options)
+    return RankTrainingCase(
+        approach, wrapper, optimizer, steps, num_rows, dim, ids, tokens, seed, options
+    )
 
 
-def run_train_cases(cases: Sequence[TrainCase], timeout_s: float) -> list[DistributedOutcome]:
+def run_train_cases(
+    cases: Sequence[RankTrainingCase], timeout_s: float
+) -> list[DistributedOutcome]:
     """Run prepared cases (one pair, a fresh one after a failure) and collect their outcomes."""
     results = run_cases(
         train_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
@@ -178,7 +182,7 @@ def bits(table: Tensor) -> Tensor:
     return table.contiguous().view(width[table.element_size()])
 
 
-def frozen_rows_intact(outcome: DistributedOutcome) -> list[FrozenRowChange]:
+def frozen_row_changes(outcome: DistributedOutcome) -> list[FrozenRowChange]:
     """Every (rank, frozen row) whose values are not bit-identical to the initial table (P1)."""
     frozen_rows = (~outcome.trainable_mask).nonzero().squeeze(1).tolist()
     before = outcome.initial_weight

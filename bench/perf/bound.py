@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.perf.cases import Case
+from bench.perf.cases import BenchmarkCase
 
 BANDWIDTH_BYTES = 256 << 20
 BANDWIDTH_REPEATS = 9
@@ -63,7 +63,7 @@ def optimizer_traffic(optimizer: str) -> OptimizerTraffic:
         ) from None
 
 
-def bound_bytes(case: Case, phase: str, unique_trainable: int) -> int:
+def bound_bytes(case: BenchmarkCase, phase: str, unique_trainable: int) -> int:
     """Least bytes ``phase`` of ``case`` must move (the model of the module docstring)."""
     row = case.D * case.torch_dtype.itemsize
     forward = ID_BYTES * case.T + 2 * case.T * row

@@ -1,14 +1,14 @@
 """Benchmark cases and the profiles that list them, plus the deterministic inputs of a case.
 
-A :class:`Case` is one point of the benchmark grid: an approach on a device with a table of V rows
-of width D, a trainable fraction, T tokens a step, an optimizer and a dtype. A profile lists the
-points of every sweep; the same point may belong to several sweeps (the headline is also a point
+A :class:`BenchmarkCase` is one point of the benchmark grid: an approach on a device with a table of
+V rows of width D, a trainable fraction, T tokens a step, an optimizer and a dtype. A profile lists
+the points of every sweep; the same point may belong to several sweeps (the headline is also a point
 of the vocabulary sweep), and :func:`measurement_groups` makes sure it is measured once.
 
-Inputs are rebuilt from the case alone, so a fresh process can make them without receiving a
-table, and the frozen-rows check can regenerate the original rows chunk by chunk instead of
-keeping a second V×D copy alive through the timed steps. Token ids are uniform over the
-vocabulary, so about ``trainable_fraction`` of the tokens hit a trainable row.
+Inputs are rebuilt from the case alone, so a fresh process can make them without receiving a table,
+and the frozen-rows check can regenerate the original rows chunk by chunk instead of keeping a
+second V×D copy alive through the timed steps. Token ids are uniform over the vocabulary, so about
+``trainable_fraction`` of the tokens hit a trainable row.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class Point:
     dtype: str = "float32"
     cuda_only: bool = False
 
-    def case(self, approach: str, device: str, profile: str) -> Case:
-        return Case(
+    def case(self, approach: str, device: str, profile: str) -> BenchmarkCase:
+        return BenchmarkCase(
             approach=approach,
             device=device,
             dtype=self.dtype,
@@ -68,7 +68,7 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Case:
+class BenchmarkCase:
     approach: str
     device: str
     dtype: str
@@ -120,7 +120,7 @@ class Case:
 
 
 @dataclass(frozen=True)
-class Profile:
+class BenchmarkProfile:
     name: str
     points: tuple[Point, ...]
     rounds: RoundsPolicy
@@ -128,7 +128,7 @@ class Profile:
     ddp: Point | None = None
     ddp_steps: int = 5
 
-    def only(self, sweeps: Sequence[str]) -> Profile:
+    def only(self, sweeps: Sequence[str]) -> BenchmarkProfile:
         """This profile restricted to the named sweeps (``ddp`` included or not)."""
         known = {p.sweep for p in self.points} | ({"ddp"} if self.ddp else set())
         unknown = sorted(set(sweeps) - known)
@@ -167,8 +167,8 @@ LLM_POINTS = tuple(
     for dtype in ("float32", "bfloat16")
 )
 
-PROFILES: dict[str, Profile] = {
-    "quick": Profile(
+PROFILES: dict[str, BenchmarkProfile] = {
+    "quick": BenchmarkProfile(
         name="quick",
         points=(
             *_headline_points(["adamw", "adamw_fused", "sgd"]),
@@ -185,7 +185,7 @@ PROFILES: dict[str, Profile] = {
         case_timeout_s=240,
         ddp=Point("ddp", **{**HEADLINE, "V": 20_000}),
     ),
-    "full": Profile(
+    "full": BenchmarkProfile(
         name="full",
         points=(
             *_headline_points(["adamw", "adamw_fused", "sgd"]),
@@ -201,7 +201,7 @@ PROFILES: dict[str, Profile] = {
         ddp=Point("ddp", **HEADLINE),
         ddp_steps=10,
     ),
-    "smoke": Profile(
+    "smoke": BenchmarkProfile(
         name="smoke",
         points=(
             Point("headline", V=2_000, D=16, T=64, trainable_fraction=0.01, optimizer="adamw"),
@@ -220,8 +220,8 @@ PROFILES: dict[str, Profile] = {
 
 
 def profile_cases(
-    profile: Profile, approaches: Sequence[str], devices: Sequence[str]
-) -> list[Case]:
+    profile: BenchmarkProfile, approaches: Sequence[str], devices: Sequence[str]
+) -> list[BenchmarkCase]:
     """Every case of ``profile``: each point × approach × device (CUDA-only points on CUDA)."""
     return [
         point.case(approach, device, profile.name)
@@ -232,9 +232,9 @@ def profile_cases(
     ]
 
 
-def measurement_groups(cases: Sequence[Case]) -> list[list[Case]]:
+def measurement_groups(cases: Sequence[BenchmarkCase]) -> list[list[BenchmarkCase]]:
     """Cases grouped by what is measured, in first-seen order: one measurement serves a group."""
-    groups: dict[tuple, list[Case]] = {}
+    groups: dict[tuple, list[BenchmarkCase]] = {}
     for case in cases:
         groups.setdefault(case.measurement_key(), []).append(case)
     return list(groups.values())
@@ -244,16 +244,18 @@ TRAINABLE_STREAM, LOSS_STREAM, BATCH_STREAM, WEIGHT_STREAM = 1, 2, 1_000, 1_000_
 """Generator seeds per input (plus the batch or chunk index), so no two inputs share draws."""
 
 
-def _generator(case: Case, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+def _generator(
+    case: BenchmarkCase, stream: int, device: torch.device | str = "cpu"
+) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(case.seed * 1_000_003 + stream)
 
 
-def _fill_rows(rows: Tensor, case: Case, first: int) -> Tensor:
+def _fill_rows(rows: Tensor, case: BenchmarkCase, first: int) -> Tensor:
     generator = _generator(case, WEIGHT_STREAM + first // WEIGHT_CHUNK_ROWS, case.device)
     return rows.uniform_(-0.5, 0.5, generator=generator)
 
 
-def weight_chunks(case: Case) -> Iterator[tuple[int, Tensor]]:
+def weight_chunks(case: BenchmarkCase) -> Iterator[tuple[int, Tensor]]:
     """``(first_row, rows)`` slices of the case's pretrained table, uniform in [-0.5, 0.5)."""
     for first in range(0, case.V, WEIGHT_CHUNK_ROWS):
         rows = min(WEIGHT_CHUNK_ROWS, case.V - first)
@@ -261,7 +263,7 @@ def weight_chunks(case: Case) -> Iterator[tuple[int, Tensor]]:
         yield first, _fill_rows(chunk, case, first)
 
 
-def make_weight(case: Case) -> Tensor:
+def make_weight(case: BenchmarkCase) -> Tensor:
     """The case's pretrained ``(V, D)`` table, each slice drawn in place (no temporary copy)."""
     weight = torch.empty(case.V, case.D, device=case.device, dtype=case.torch_dtype)
     for first in range(0, case.V, WEIGHT_CHUNK_ROWS):
@@ -269,12 +271,12 @@ def make_weight(case: Case) -> Tensor:
     return weight
 
 
-def trainable_ids(case: Case) -> Tensor:
+def trainable_ids(case: BenchmarkCase) -> Tensor:
     """``n_trainable`` distinct random rows (on CPU; move them to the case's device to use)."""
     return torch.randperm(case.V, generator=_generator(case, TRAINABLE_STREAM))[: case.n_trainable]
 
 
-def token_batches(case: Case) -> list[Tensor]:
+def token_batches(case: BenchmarkCase) -> list[Tensor]:
     """``BATCHES`` batches of ``T`` token ids, uniform over the vocabulary (on CPU).
 
     Consecutive timed calls look up different batches, as training does: one batch repeated
@@ -286,7 +288,7 @@ def token_batches(case: Case) -> list[Tensor]:
     ]
 
 
-def loss_coefficients(case: Case) -> Tensor:
+def loss_coefficients(case: BenchmarkCase) -> Tensor:
     """Positive ``(T, D)`` weights of the loss ``(output * coefficients).sum()`` (on CPU).
 
     Why this loss: its backward hands every approach the same dense output gradient, as a real
@@ -299,7 +301,7 @@ def loss_coefficients(case: Case) -> Tensor:
 
 
 @functools.cache
-def unique_trainable_tokens(case: Case) -> int:
+def unique_trainable_tokens(case: BenchmarkCase) -> int:
     """Distinct trainable rows a batch looks up (rows a sparse update must touch), the mean over
     the case's batches, rounded."""
     is_trainable = torch.zeros(case.V, dtype=torch.bool)

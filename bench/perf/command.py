@@ -29,8 +29,8 @@ from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure
 from bench.perf.cases import (
     PHASES,
     PROFILES,
-    Case,
-    Profile,
+    BenchmarkCase,
+    BenchmarkProfile,
     measurement_groups,
     profile_cases,
     unique_trainable_tokens,
@@ -144,7 +144,7 @@ class RunSummary:
 
 
 def run_benchmarks(
-    profile: Profile,
+    profile: BenchmarkProfile,
     approaches: Sequence[str],
     devices: Sequence[str],
     out: Path,
@@ -203,10 +203,10 @@ class CaseMeasurer:
     """Measures one group of identical cases (one point shared by several sweeps)."""
 
     approach: type[PartiallyFrozenEmbedding]
-    profile: Profile
+    profile: BenchmarkProfile
     bandwidth: float | None
 
-    def measure(self, group: Sequence[Case], memory_budget: int | None):
+    def measure(self, group: Sequence[BenchmarkCase], memory_budget: int | None):
         """Rows for every case of ``group`` and phase, and the pytest-benchmark entries."""
         case = group[0]
         try:
@@ -247,7 +247,9 @@ class CaseMeasurer:
             rows += [result_row(member, phase, **fields) for member in group]
         return rows, entries
 
-    def rows(self, group: Sequence[Case], status: str, reason: str, **fields) -> list[dict]:
+    def rows(
+        self, group: Sequence[BenchmarkCase], status: str, reason: str, **fields
+    ) -> list[dict]:
         """Unmeasured rows of ``group``: the bound is known even when the time is not."""
         return [
             result_row(member, phase, status, reason, **fields, **self.bound(group[0], phase))
@@ -255,6 +257,6 @@ class CaseMeasurer:
             for phase in PHASES
         ]
 
-    def bound(self, case: Case, phase: str, median_s: float | None = None) -> dict:
+    def bound(self, case: BenchmarkCase, phase: str, median_s: float | None = None) -> dict:
         bytes_moved = bound_bytes(case, phase, unique_trainable_tokens(case))
         return bound_fields(bytes_moved, self.bandwidth, median_s)

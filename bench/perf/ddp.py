@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import impls
-from bench.perf.cases import Case, Profile
+from bench.perf.cases import BenchmarkCase, BenchmarkProfile
 from bench.perf.measure import build_training, estimate_memory, tiny_case
 from bench.perf.memory import over_budget
 from bench.perf.rows import result_row
@@ -21,14 +21,14 @@ RANKS = 2
 PHASE = "ddp_step"
 
 
-def ddp_cases(profile: Profile, approaches: Sequence[str]) -> list[Case]:
+def ddp_cases(profile: BenchmarkProfile, approaches: Sequence[str]) -> list[BenchmarkCase]:
     point = profile.ddp
     if point is None:
         return []
     return [point.case(approach, "cpu", profile.name) for approach in approaches]
 
 
-def skip_reason(case: Case, memory_budget: int | None) -> str | None:
+def skip_reason(case: BenchmarkCase, memory_budget: int | None) -> str | None:
     """Why ``case`` cannot run under DDP here, or None."""
     if case.approach not in impls.APPROACHES:
         return "bench.distributed.runs runs the approaches of impls.APPROACHES only"
@@ -45,7 +45,9 @@ def skip_reason(case: Case, memory_budget: int | None) -> str | None:
     return over_budget(needed, memory_budget, case.device, per=f" for {RANKS} ranks")
 
 
-def ddp_rows(cases: Sequence[Case], steps: int, timeout_s: float, memory_budget: int | None):
+def ddp_rows(
+    cases: Sequence[BenchmarkCase], steps: int, timeout_s: float, memory_budget: int | None
+):
     """One ``ddp_step`` row per case: measured, skipped (with reason) or failed (with error)."""
     try:
         from bench.distributed.runs import measure_ddp_matrix
@@ -76,7 +78,7 @@ def ddp_rows(cases: Sequence[Case], steps: int, timeout_s: float, memory_budget:
     return [rows[case] for case in cases]
 
 
-def measured_row(case: Case, result: dict) -> dict:
+def measured_row(case: BenchmarkCase, result: dict) -> dict:
     if result["error"] is not None:
         return result_row(case, PHASE, "failed", result["error"])
     return result_row(

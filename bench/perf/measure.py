@@ -1,14 +1,13 @@
 """Measure one case: build it, time its three phases, read its memory, check its frozen rows.
 
-:func:`measure_case` runs inside the fresh process that :mod:`bench.common.processes` starts
-for the case;
-:func:`estimate_memory` runs in the parent before that process is started. Both build the case
+:func:`measure_case` runs inside the fresh process that :mod:`bench.common.processes` starts for the
+case; :func:`estimate_memory` runs in the parent before that process is started. Both build the case
 through :func:`build_training`, so the estimate sees exactly what the measurement will allocate.
 
-The phases are the training loop of DESIGN.md, cut at three places: ``forward`` (the lookup,
-with autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before
-each call) and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the
-approach registered through ``attach``). The loss is the output weighted by
+The phases are the training loop of DESIGN.md, cut at three places: ``forward`` (the lookup, with
+autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before each call)
+and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the approach
+registered through ``attach``). The loss is the output weighted by
 :func:`bench.perf.cases.loss_coefficients` and summed. Each call looks up the next of the case's
 batches (switched untimed, in the setup), so no call finds the previous call's rows in the cache.
 """
@@ -24,7 +23,7 @@ from torch import Tensor
 from bench.common.optimizers import optimizer_spec
 from bench.perf.cases import (
     PHASES,
-    Case,
+    BenchmarkCase,
     loss_coefficients,
     make_weight,
     token_batches,
@@ -90,7 +89,7 @@ class Training:
         }
 
 
-def build_training(approach: type[PartiallyFrozenEmbedding], case: Case) -> Training:
+def build_training(approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase) -> Training:
     """Build ``case`` for ``approach``; the pretrained table is released once it is copied in."""
     module = approach.from_pretrained(
         make_weight(case), trainable_ids(case).to(case.device), sparse=case.sparse
@@ -101,7 +100,9 @@ def build_training(approach: type[PartiallyFrozenEmbedding], case: Case) -> Trai
     return Training(module, optimizer, batches, loss_coefficients(case).to(case.device))
 
 
-def tiny_case(case: Case, num_rows: int, n_trainable: int, device: str = "cpu") -> Case:
+def tiny_case(
+    case: BenchmarkCase, num_rows: int, n_trainable: int, device: str = "cpu"
+) -> BenchmarkCase:
     """``case`` shrunk to ``num_rows`` rows, ``n_trainable`` of them trainable, and a few tokens."""
     return dataclasses.replace(
         case,
@@ -112,7 +113,9 @@ def tiny_case(case: Case, num_rows: int, n_trainable: int, device: str = "cpu") 
     )
 
 
-def estimate_memory(approach: type[PartiallyFrozenEmbedding], case: Case) -> MemoryEstimate:
+def estimate_memory(
+    approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase
+) -> MemoryEstimate:
     """What ``case`` will need, from tiny builds of it (see :mod:`bench.perf.memory`); allocates
     nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case."""
 
@@ -127,7 +130,7 @@ def estimate_memory(approach: type[PartiallyFrozenEmbedding], case: Case) -> Mem
     )
 
 
-def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: Case) -> bool:
+def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
     """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
 
     The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
@@ -144,7 +147,7 @@ def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: Case) -> bool:
 
 
 def measure_case(
-    approach: type[PartiallyFrozenEmbedding], case: Case, policy: RoundsPolicy
+    approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase, policy: RoundsPolicy
 ) -> dict:
     """Everything measured for ``case`` in this process (call it in a fresh one).
 

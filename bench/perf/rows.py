@@ -7,7 +7,7 @@ keys in the same order; what was not measured is null.
 from __future__ import annotations
 
 from bench.common.environment import environment
-from bench.perf.cases import Case
+from bench.perf.cases import BenchmarkCase
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
@@ -22,7 +22,9 @@ RESULT_KEY = (*(f for f in CASE_FIELDS if f != "n_trainable"), "phase")
 """What makes a row unique: a resumed run skips the keys it finds finished."""
 
 
-def result_row(case: Case, phase: str, status: str = "ok", reason: str | None = None, **fields):
+def result_row(
+    case: BenchmarkCase, phase: str, status: str = "ok", reason: str | None = None, **fields
+):
     """The row of ``case`` and ``phase``; ``fields`` fill measured keys (others stay null)."""
     unknown = set(fields) - set(MEASURED_FIELDS)
     if unknown:

@@ -23,22 +23,22 @@ import impls
 from bench.common.environment import environment
 from bench.common.results import ResultsFile
 from bench.verify.counterexample import distributed_reproduction, reproduction
-from bench.verify.judge import check_case
+from bench.verify.judge import judge_case
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
 from bench.verify.strategies import worked_example
-from bench.verify.trajectory import Case
+from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
 
 
 @dataclass(frozen=True)
-class Profile:
+class SamplingProfile:
     examples: int  # drawn cases per cell, after the worked example
     shrink_examples: int  # drawn cases allowed when searching for a small violation
 
 
 PROFILES = {
-    "quick": Profile(examples=6, shrink_examples=30),
-    "thorough": Profile(examples=200, shrink_examples=1000),
+    "quick": SamplingProfile(examples=6, shrink_examples=30),
+    "thorough": SamplingProfile(examples=200, shrink_examples=1000),
 }
 
 
@@ -77,17 +77,17 @@ def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields
     }
 
 
-def verify_cell(approach: str, scenario_name: str, profile: Profile) -> list[dict]:
+def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> list[dict]:
     """Sample, then shrink every violated property; one record per property."""
     scenario = SCENARIOS[scenario_name]
     props = scenario.properties
-    first_violation: dict[str, Case] = {}
+    first_violation: dict[str, TrainingCase] = {}
     worst = {"change": 0.0, "tried": 0}
 
-    def observe(case: Case) -> bool:
+    def observe(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        result = check_case(approach, scenario, case, props)
+        result = judge_case(approach, scenario, case, props)
         if result.unsupported:
             raise _Unsupported(result.unsupported)
         worst["tried"] += 1
@@ -135,11 +135,13 @@ def verify_cell(approach: str, scenario_name: str, profile: Profile) -> list[dic
     return records
 
 
-def _shrink(approach: str, scenario: Scenario, prop: str, profile: Profile) -> Case | None:
-    def violates(case: Case) -> bool:
+def _shrink(
+    approach: str, scenario: Scenario, prop: str, profile: SamplingProfile
+) -> TrainingCase | None:
+    def violates(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        return not check_case(approach, scenario, case, (prop,)).verdicts[prop].holds
+        return not judge_case(approach, scenario, case, (prop,)).verdicts[prop].holds
 
     try:
         return find(
@@ -151,7 +153,7 @@ def _shrink(approach: str, scenario: Scenario, prop: str, profile: Profile) -> C
 
 def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iterator[dict]:
     """P1 and P7 per (approach, wrapper), from 2-rank runs (one process pair for all cases)."""
-    from bench.distributed.runs import frozen_rows_intact, ranks_agree, run_distributed_matrix
+    from bench.distributed.runs import frozen_row_changes, ranks_agree, run_distributed_matrix
 
     for name in scenario_names:
         scenario = SCENARIOS[name]
@@ -168,7 +170,7 @@ def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iter
                         examples=1,
                     )
                 continue
-            changes = frozen_rows_intact(outcome)
+            changes = frozen_row_changes(outcome)
             biggest = max(((c.after - c.before).abs().max().item() for c in changes), default=0.0)
             agree, disagreement = ranks_agree(outcome)
             source = distributed_reproduction(outcome.approach, name, scenario.optimizer)
@@ -187,7 +189,7 @@ def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iter
                 )
 
 
-def _cell_job(job: tuple[str, str, Profile]) -> list[dict]:
+def _cell_job(job: tuple[str, str, SamplingProfile]) -> list[dict]:
     return verify_cell(*job)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from bench.common.optimizers import OPTIMIZERS
 from bench.verify.scenarios import Scenario
-from bench.verify.trajectory import Case, Loop
+from bench.verify.trajectory import Loop, TrainingCase
 
 
 def tensor_source(tensor: torch.Tensor) -> str:
@@ -14,7 +14,7 @@ def tensor_source(tensor: torch.Tensor) -> str:
     return f"torch.tensor({tensor.tolist()!r}, dtype={tensor.dtype})"
 
 
-def _case_source(case: Case) -> list[str]:
+def _case_source(case: TrainingCase) -> list[str]:
     batches = ", ".join(tensor_source(b) for b in case.batches)
     coefficients = ", ".join(tensor_source(c) for c in case.coefficients)
     return [
@@ -25,11 +25,11 @@ def _case_source(case: Case) -> list[str]:
     ]
 
 
-def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> str:
+def reproduction(approach: str, scenario: Scenario, case: TrainingCase, prop: str) -> str:
     """Source that reproduces ``prop``'s verdict for ``approach`` on ``case``.
 
     A plain loop is spelled out with torch and ``impls`` only; a scenario with loop features is
-    replayed through ``bench.verify.judge.check_case``, which implements them.
+    replayed through ``bench.verify.judge.judge_case``, which implements them.
     """
     case = scenario.prepare(case)
     lines = ["import torch", "import impls", *_case_source(case)]
@@ -56,13 +56,13 @@ def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> st
         return "\n".join(lines)
     lines = [
         lines[0],
-        "from bench.verify.judge import check_case",
+        "from bench.verify.judge import judge_case",
         "from bench.verify.scenarios import SCENARIOS",
-        "from bench.verify.trajectory import Case",
+        "from bench.verify.trajectory import TrainingCase",
         *lines[2:],
-        "case = Case(weight, trainable, tuple(batches), tuple(coefficients), "
+        "case = TrainingCase(weight, trainable, tuple(batches), tuple(coefficients), "
         f"{dict(case.options)!r})",
-        f"result = check_case({approach!r}, SCENARIOS[{scenario.name!r}], case, ({prop!r},))",
+        f"result = judge_case({approach!r}, SCENARIOS[{scenario.name!r}], case, ({prop!r},))",
         f"print(result.unsupported or result.verdicts[{prop!r}].message or 'holds')",
     ]
     return "\n".join(lines)
@@ -71,8 +71,8 @@ def reproduction(approach: str, scenario: Scenario, case: Case, prop: str) -> st
 def distributed_reproduction(approach: str, wrapper: str, optimizer: str) -> str:
     return "\n".join(
         [
-            "from bench.distributed.runs import frozen_rows_intact, ranks_agree, run_distributed",
+            "from bench.distributed.runs import frozen_row_changes, ranks_agree, run_distributed",
             f"outcome = run_distributed({approach!r}, {wrapper!r}, optimizer={optimizer!r})",
-            "print(outcome.error or (ranks_agree(outcome), frozen_rows_intact(outcome)[:3]))",
+            "print(outcome.error or (ranks_agree(outcome), frozen_row_changes(outcome)[:3]))",
         ]
     )

@@ -9,11 +9,11 @@ import impls
 from bench.common.optimizers import OPTIMIZERS
 from bench.verify import properties as P
 from bench.verify.scenarios import CORE_PROPERTIES, Scenario
-from bench.verify.trajectory import Case, approach_factory, ideal_factory, train
+from bench.verify.trajectory import TrainingCase, approach_factory, ideal_factory, train
 
 
 @dataclass
-class CaseResult:
+class CaseVerdicts:
     """Verdicts by property, or why the approach could not run this case at all."""
 
     verdicts: dict[str, P.Verdict] = field(default_factory=dict)
@@ -24,12 +24,12 @@ def unsupported_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def check_case(
+def judge_case(
     approach: str,
     scenario: Scenario,
-    case: Case,
+    case: TrainingCase,
     properties: tuple[str, ...] | None = None,
-) -> CaseResult:
+) -> CaseVerdicts:
     """Run a drawn ``case`` through ``approach`` and the ideal under ``scenario``; judge
     ``properties`` (default: the scenario's single-process properties).
 
@@ -46,10 +46,10 @@ def check_case(
     try:
         run = train(factory, case, spec, loop)
     except impls.UnsupportedOption as error:
-        return CaseResult(unsupported=unsupported_reason(error))
+        return CaseVerdicts(unsupported=unsupported_reason(error))
     except RuntimeError as error:
         if "sparse" in str(error).lower() or "dense" in str(error).lower():
-            return CaseResult(unsupported=unsupported_reason(error))
+            return CaseVerdicts(unsupported=unsupported_reason(error))
         raise
     mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}
@@ -71,4 +71,4 @@ def check_case(
             resumed_loop = replace(loop, checkpoint_after=len(case.batches) // 2)
             resumed = train(factory, case, spec, resumed_loop)
             verdicts[prop] = P.resume_matches(resumed, run, approach, name)
-    return CaseResult(verdicts)
+    return CaseVerdicts(verdicts)

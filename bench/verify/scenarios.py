@@ -14,7 +14,7 @@ import torch
 
 from bench.common.optimizers import OPTIMIZERS
 from bench.verify.strategies import cases
-from bench.verify.trajectory import Case, Loop, on, with_options
+from bench.verify.trajectory import Loop, TrainingCase, on, with_options
 
 CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
 
@@ -46,11 +46,11 @@ class Scenario:
         params["optimizer_class"] = OPTIMIZERS[self.optimizer].class_name
         return params
 
-    def prepare(self, case: Case) -> Case:
+    def prepare(self, case: TrainingCase) -> TrainingCase:
         """The drawn case with this scenario's options, dtype and device."""
         return on(with_options(case, **self.options), self.device, self.torch_dtype)
 
-    def usable(self, case: Case) -> bool:
+    def usable(self, case: TrainingCase) -> bool:
         """Whether a drawn case can be run at all (not whether it passes).
 
         torch.optim.Adafactor divides by the parameter's row count, so an empty (0, D) parameter

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from bench.verify.trajectory import Case
+from bench.verify.trajectory import TrainingCase
 
 MASK_LAYOUTS = ("random", "all_frozen", "all_trainable", "pretrained_first", "new_first")
 
@@ -63,7 +63,7 @@ def cases(
     max_dim: int = 16,
     max_steps: int = 4,
     padding: str | None = "any",
-) -> Case:
+) -> TrainingCase:
     """A training case. ``padding``: None for no padding_idx, "any" to draw one (or none),
     "frozen" / "trainable" for a padding_idx on such a row (none when the mask has no such row).
     """
@@ -90,10 +90,10 @@ def cases(
         (0.5 + torch.rand(*ids.shape, dim, generator=generator, dtype=torch.float64)).to(dtype)
         for ids in batches
     )
-    return Case(weight, mask, tuple(batches), coefficients, options)
+    return TrainingCase(weight, mask, tuple(batches), coefficients, options)
 
 
-def worked_example(dtype: torch.dtype = torch.float64, steps: int = 3) -> Case:
+def worked_example(dtype: torch.dtype = torch.float64, steps: int = 3) -> TrainingCase:
     """The example behind the zero-gradient answer: a 10×3 table, ids [[1,2,4,5],[4,3,2,9]],
     frozen rows 2, 4 and 5, loss = mean of the output (every occurrence contributes 1/24)."""
     ids = torch.tensor([[1, 2, 4, 5], [4, 3, 2, 9]])
@@ -101,4 +101,4 @@ def worked_example(dtype: torch.dtype = torch.float64, steps: int = 3) -> Case:
     mask[[2, 4, 5]] = False
     weight = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=dtype)
     coefficients = torch.full((2, 4, 3), 1 / 24, dtype=dtype)
-    return Case(weight, mask, (ids,) * steps, (coefficients,) * steps, {})
+    return TrainingCase(weight, mask, (ids,) * steps, (coefficients,) * steps, {})

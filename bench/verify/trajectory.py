@@ -1,10 +1,10 @@
 """Run one training case through an approach (or the ideal) and record what happened.
 
-A :class:`Case` is everything random about a check (table, mask, batches, loss coefficients and
-embedding options); a :class:`Loop` is how the user's training loop is written. ``train`` runs
+A :class:`TrainingCase` is everything random about a check (table, mask, batches, loss coefficients
+and embedding options); a :class:`Loop` is how the user's training loop is written. ``train`` runs
 the plain loop of DESIGN.md — ``zero_grad``, forward, backward, ``step`` — and records the merged
-table after every step, every output beside the output ``F.embedding`` gives on the table as it
-was, and whether any input tensor was written to. Properties are then judged on the record.
+table after every step, every output beside the output ``F.embedding`` gives on the table as it was,
+and whether any input tensor was written to. Properties are then judged on the record.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from impls.base import EmbeddingOptions
 
 
 @dataclass(frozen=True)
-class Case:
+class TrainingCase:
     """A table, which rows train, and the batches one run sees.
 
     The loss of a step is ``(emb(ids) * coefficients).sum()``; coefficients are positive, so every
@@ -80,12 +80,12 @@ class Trajectory:
 ModuleFactory = Callable[[], torch.nn.Module]
 
 
-def approach_factory(approach: str, case: Case) -> ModuleFactory:
+def approach_factory(approach: str, case: TrainingCase) -> ModuleFactory:
     cls = impls.APPROACHES[approach]
     return lambda: cls.from_pretrained(case.weight, case.trainable, **case.options)
 
 
-def ideal_factory(case: Case) -> ModuleFactory:
+def ideal_factory(case: TrainingCase) -> ModuleFactory:
     return lambda: IdealEmbedding(case.weight, case.trainable, case.embedding_options)
 
 
@@ -132,7 +132,7 @@ def _compiled(module: torch.nn.Module, loop: Loop):
 
 
 def train(
-    factory: ModuleFactory, case: Case, spec: OptimizerSpec, loop: Loop = Loop()
+    factory: ModuleFactory, case: TrainingCase, spec: OptimizerSpec, loop: Loop = Loop()
 ) -> Trajectory:
     """Train a fresh module from ``factory`` on ``case`` and record the trajectory."""
     originals = {
@@ -194,11 +194,13 @@ def train(
     return record
 
 
-def with_options(case: Case, **options) -> Case:
+def with_options(case: TrainingCase, **options) -> TrainingCase:
     return replace(case, options={**case.options, **options})
 
 
-def on(case: Case, device: str | torch.device, dtype: torch.dtype | None = None) -> Case:
+def on(
+    case: TrainingCase, device: str | torch.device, dtype: torch.dtype | None = None
+) -> TrainingCase:
     """The same case on another device and/or in another floating-point dtype."""
     dtype = dtype or case.weight.dtype
     return replace(
