@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.common.implementations import Implementation
 from bench.common.optimizers import optimizer_spec
 from bench.perf.cases import (
     PHASES,
@@ -38,7 +39,6 @@ from bench.perf.memory import (
     transient_bytes,
 )
 from bench.perf.timing import RoundsPolicy, time_phase
-from impls.base import PartiallyFrozenEmbedding
 
 TINY_TOKENS = 32
 
@@ -47,7 +47,7 @@ TINY_TOKENS = 32
 class Training:
     """A built case: the module, its optimizer and the batches the timed calls cycle through."""
 
-    module: PartiallyFrozenEmbedding
+    module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     batches: list[Tensor]
     coefficients: Tensor
@@ -89,7 +89,7 @@ class Training:
         }
 
 
-def build_training(approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase) -> Training:
+def build_training(approach: Implementation, case: BenchmarkCase) -> Training:
     """Build ``case`` for ``approach``; the pretrained table is released once it is copied in."""
     module = approach.from_pretrained(
         make_weight(case), trainable_ids(case).to(case.device), sparse=case.sparse
@@ -113,9 +113,7 @@ def tiny_case(
     )
 
 
-def estimate_memory(
-    approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase
-) -> MemoryEstimate:
+def estimate_memory(approach: Implementation, case: BenchmarkCase) -> MemoryEstimate:
     """What ``case`` will need, from tiny builds of it (see :mod:`bench.perf.memory`); allocates
     nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case."""
 
@@ -130,7 +128,7 @@ def estimate_memory(
     )
 
 
-def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
+def frozen_rows_identical(module: torch.nn.Module, case: BenchmarkCase) -> bool:
     """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
 
     The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
@@ -146,9 +144,7 @@ def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase)
     return True
 
 
-def measure_case(
-    approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase, policy: RoundsPolicy
-) -> dict:
+def measure_case(approach: Implementation, case: BenchmarkCase, policy: RoundsPolicy) -> dict:
     """Everything measured for ``case`` in this process (call it in a fresh one).
 
     Keys: ``benchmarks`` (phase -> pytest-benchmark entry), ``peak_bytes``, ``peak_method``,
