@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-import impls
+from bench.common.implementations import resolve
 from bench.common.optimizers import optimizer_spec
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
@@ -116,7 +116,7 @@ def train_case_for(
     approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
 ) -> RankTrainingCase:
     """A validated case; bad arguments fail here, in the caller's process, naming the argument."""
-    check_choice("approach", approach, impls.APPROACHES)
+    resolve(approach)
     check_choice("wrapper", wrapper, WRAPPERS)
     optimizer_spec(optimizer)
     check_positive_ints(steps=steps, num_rows=num_rows, dim=dim, tokens=tokens)
@@ -241,7 +241,7 @@ def measure_ddp_matrix(
 ) -> list[dict]:
     """:func:`measure_ddp_step` for several approaches in one pair of processes."""
     for approach in approaches:
-        check_choice("approach", approach, impls.APPROACHES)
+        resolve(approach)
     optimizer_spec(optimizer)
     check_positive_ints(num_rows=num_rows, dim=dim, tokens=tokens, steps=steps)
     if not isinstance(warmup, int) or warmup < 0:
