@@ -25,16 +25,18 @@ ENV = {
     "date": "2025-11-25T04:00:00+00:00",
 }
 
-# scenario -> (group, params, properties); params as ``bench verify`` records them: a named
-# optimizer configuration, its torch class and its keyword arguments.
+# scenario -> (group, weight decay, params, properties); params as ``bench verify`` records them:
+# a named optimizer configuration, its torch class and its keyword arguments.
 SCENARIOS = {
     "adamw": (
         "optimizer",
+        0.01,
         {"optimizer": "adamw", "optimizer_class": "AdamW", "optimizer_kwargs": {}, "options": {}},
         ("P1", "P2", "P3"),
     ),
     "sgd_momentum": (
         "optimizer",
+        0.0,
         {
             "optimizer": "sgd_momentum",
             "optimizer_class": "SGD",
@@ -45,11 +47,13 @@ SCENARIOS = {
     ),
     "max_norm": (
         "option",
+        0.0,
         {"optimizer": "adam", "optimizer_class": "Adam", "options": {"max_norm": 1.0}},
         ("P1",),
     ),
     "ddp": (
         "distributed",
+        0.0,
         {"optimizer": "adam", "optimizer_class": "Adam", "optimizer_kwargs": {}, "options": {}},
         ("P1", "P7"),
     ),
@@ -81,7 +85,7 @@ def verification_records(extra: Mapping[tuple[str, str, str], tuple] | None = No
     approaches = list(dict.fromkeys([*APPROACHES, *(a for a, _, _ in cells)]))
     records = []
     for approach in approaches:
-        for scenario, (group, params, properties) in SCENARIOS.items():
+        for scenario, (group, decay, params, properties) in SCENARIOS.items():
             for property_name in properties:
                 outcome, expected, explanation, detail = cells.get(
                     (approach, scenario, property_name), ("holds", "holds", "", None)
@@ -102,6 +106,8 @@ def verification_records(extra: Mapping[tuple[str, str, str], tuple] | None = No
                         else None,
                         "max_abs_change": 0.004 if violated else 0.0,
                         "detail": detail,
+                        "weight_decay": decay,
+                        "sparse_gradients": False,
                         "params": params,
                         "env": ENV,
                     }

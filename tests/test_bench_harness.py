@@ -329,7 +329,7 @@ def test_ddp_rows_skip_the_peer_and_carry_measurements():
     )
     assert "impls.APPROACHES" in skip_reason(peer, memory_budget=None)
     assert "no parameter requires a gradient" in skip_reason(frozen, memory_budget=None)
-    assert "for 2 ranks > 1024 B budget" in skip_reason(split, memory_budget=1_024)
+    assert "for 2 ranks > 1 KiB budget" in skip_reason(split, memory_budget=1_024)
     assert skip_reason(split, memory_budget=None) is None
     row = measured_row(
         split,

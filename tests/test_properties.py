@@ -14,8 +14,9 @@ from hypothesis import assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
+from bench.common.schema import CORE_PROPERTIES
 from bench.verify.judge import judge_case
-from bench.verify.scenarios import CORE_PROPERTIES, SCENARIOS
+from bench.verify.scenarios import SCENARIOS
 from bench.verify.strategies import worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation

@@ -18,6 +18,8 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from bench.common.text import error_text
+
 PRELOAD = ["torch", "impls", "bench.perf.measure", "peft.tuners.trainable_tokens.layer"]
 """Imported once by the fork server; a module that is not installed is skipped by it."""
 
@@ -32,7 +34,7 @@ def _child(send, function: Callable, args: tuple) -> None:
     try:
         outcome = ("ok", function(*args))
     except BaseException as error:  # every failure must reach the parent
-        outcome = ("error", f"{type(error).__name__}: {error}")
+        outcome = ("error", error_text(error))
     send.send(outcome)
     send.close()
 

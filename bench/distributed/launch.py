@@ -34,6 +34,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from bench.common.text import error_text
+
 WORLD_SIZE = 2
 POLL_S = 0.02
 JOIN_TIMEOUT_S = 5.0
@@ -249,7 +251,7 @@ def _rank_main(rank, port, task, cases, workdir: Path, timeout_s: float) -> None
                 result = RankResult(value=task(case, rank, WORLD_SIZE))
             except Exception as exc:
                 result = RankResult(
-                    error=f"{type(exc).__name__}: {exc}".strip(),
+                    error=error_text(exc).strip(),
                     traceback=traceback.format_exc(),
                 )
             _write_atomic(_result_path(workdir, index, rank), result.__dict__)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 import impls
 from bench.common.optimizers import optimizer_spec
+from bench.common.text import check_choice
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
     LAZY_IMPORTS,
@@ -277,11 +278,6 @@ def measure_ddp_matrix(
             record.update(allreduce_bytes=None, median_s=None, iqr_s=None)
         measured.append(record)
     return measured
-
-
-def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
 
 
 def check_positive_ints(**values) -> None:

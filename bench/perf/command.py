@@ -25,6 +25,8 @@ from tqdm import tqdm
 
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
+from bench.common.schema import RESULTS
+from bench.common.text import error_text
 from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
 from bench.perf.cases import (
     PHASES,
@@ -40,7 +42,7 @@ from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.measure import estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
 from bench.perf.peers import benchmarked_approaches
-from bench.perf.rows import RESULT_KEY, result_row
+from bench.perf.rows import result_row
 from bench.perf.timing import PytestBenchmarkJson, summary
 from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
 
@@ -151,7 +153,7 @@ def run_benchmarks(
     memory_budget: int | None = None,
 ) -> RunSummary:
     """Measure every case of ``profile`` not already finished in ``out``; see the module doc."""
-    results = ResultsFile(out / "results.json", key=RESULT_KEY)
+    results = ResultsFile(out / RESULTS.filename, key=RESULTS.key)
     benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
     finished = {results.key_of(r) for r in results.records if r["status"] in FINISHED}
     known = benchmarked_approaches()
@@ -214,7 +216,7 @@ class CaseMeasurer:
         except UnsupportedOption as refusal:
             return self.rows(group, "skipped", str(refusal)), []
         except Exception as error:
-            reason = f"while estimating memory: {type(error).__name__}: {error}"
+            reason = f"while estimating memory: {error_text(error)}"
             return self.rows(group, "failed", reason), []
         reason = over_budget(estimate.total_bytes, memory_budget, case.device)
         if reason is not None:

@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from bench.common.text import format_bytes
+
 GiB = 1 << 30
 PROC_STATUS = Path("/proc/self/status")
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -103,14 +105,6 @@ def transient_bytes(num_rows: int, dim: int, tokens: int, element_size: int) -> 
     table = num_rows * dim * element_size
     activations = tokens * dim * element_size
     return TRANSIENT_TABLES * table + TRANSIENT_ACTIVATIONS * activations + tokens * 8
-
-
-def format_bytes(count: float) -> str:
-    if count >= GiB / 10:
-        return f"{count / GiB:.2f} GiB"
-    if count >= (1 << 20) / 10:
-        return f"{count / (1 << 20):.1f} MiB"
-    return f"{count:.0f} B"
 
 
 def available_bytes(device: str) -> int:

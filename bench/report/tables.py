@@ -15,6 +15,7 @@ from bench.report.sources import (
     format_percent,
     format_seconds,
     is_missing,
+    ok_rows,
     row_keys,
 )
 
@@ -32,11 +33,7 @@ def yes_no(value: object) -> str:
 def headline_table(results: pd.DataFrame) -> pd.DataFrame:
     """Every approach's numbers at the headline case (full step), fastest first per device and
     optimizer (a step's cost depends on the optimizer as much as on the approach)."""
-    rows = results[
-        (results["sweep"] == "headline")
-        & (results["phase"] == "step")
-        & (results["status"] == "ok")
-    ].sort_values(["device", "optimizer", "median_s"])
+    rows = ok_rows(results).sort_values(["device", "optimizer", "median_s"])
     return pd.DataFrame(
         {
             "approach": rows["approach"],

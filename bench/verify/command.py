@@ -22,6 +22,7 @@ from tqdm import tqdm
 import impls
 from bench.common.environment import environment
 from bench.common.results import ResultsFile
+from bench.common.schema import VERIFICATION, record
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
@@ -60,21 +61,24 @@ class _Unsupported(Exception):
 
 def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields) -> dict:
     cell = expectation(approach, scenario.name, prop)
-    return {
-        "approach": approach,
-        "scenario": scenario.name,
-        "group": scenario.group,
-        "property": prop,
-        "outcome": outcome,
-        "expected": cell.outcome,
-        "explanation": cell.why,
-        "examples": fields.get("examples", 0),
-        "counterexample": fields.get("counterexample"),
-        "max_abs_change": fields.get("max_abs_change", 0.0),
-        "detail": fields.get("detail"),
-        "params": scenario.params(),
-        "env": environment(),
-    }
+    return record(
+        VERIFICATION,
+        approach=approach,
+        scenario=scenario.name,
+        group=scenario.group,
+        property=prop,
+        outcome=outcome,
+        expected=cell.outcome,
+        explanation=cell.why,
+        examples=fields.get("examples", 0),
+        counterexample=fields.get("counterexample"),
+        max_abs_change=fields.get("max_abs_change", 0.0),
+        detail=fields.get("detail"),
+        weight_decay=scenario.weight_decay,
+        sparse_gradients=scenario.sparse_gradients,
+        params=scenario.params(),
+        env=environment(),
+    )
 
 
 def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> list[dict]:
@@ -221,7 +225,7 @@ def main(args: argparse.Namespace) -> int:
         if reason := SCENARIOS[name].available():
             print(f"skipping scenario {name}: {reason}", file=sys.stderr)
     names = [n for n in names if not SCENARIOS[n].available()]
-    results = ResultsFile(f"{args.out}/verification.json", key=("approach", "scenario", "property"))
+    results = ResultsFile(f"{args.out}/{VERIFICATION.filename}", key=VERIFICATION.key)
     done = {(r["approach"], r["scenario"]) for r in results.records}
     local = [n for n in names if n not in DISTRIBUTED]
     jobs = [(a, n, profile) for n in local for a in approaches if (a, n) not in done]

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, replace
 
 import impls
 from bench.common.optimizers import OPTIMIZERS
+from bench.common.schema import CORE_PROPERTIES
+from bench.common.text import error_text
 from bench.verify import properties as P
-from bench.verify.scenarios import CORE_PROPERTIES, Scenario
+from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import TrainingCase, approach_factory, ideal_factory, train
 
 
@@ -18,10 +20,6 @@ class CaseVerdicts:
 
     verdicts: dict[str, P.Verdict] = field(default_factory=dict)
     unsupported: str | None = None
-
-
-def unsupported_reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def judge_case(
@@ -46,10 +44,10 @@ def judge_case(
     try:
         run = train(factory, case, spec, loop)
     except impls.UnsupportedOption as error:
-        return CaseVerdicts(unsupported=unsupported_reason(error))
+        return CaseVerdicts(unsupported=error_text(error))
     except RuntimeError as error:
         if "sparse" in str(error).lower() or "dense" in str(error).lower():
-            return CaseVerdicts(unsupported=unsupported_reason(error))
+            return CaseVerdicts(unsupported=error_text(error))
         raise
     mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}

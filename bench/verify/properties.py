@@ -12,17 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.common.schema import PROPERTIES
 from bench.verify.trajectory import Trajectory
-
-PROPERTIES = {
-    "P1": "frozen rows of merged_weight() stay bit-identical after every step",
-    "P2": "every trainable row that received a non-zero gradient has changed",
-    "P3": "trainable rows follow the ideal trajectory (only they are parameters)",
-    "P4": "forward equals F.embedding(ids, merged_weight(), ...)",
-    "P5": "the caller's weight, trainable and ids tensors are never modified",
-    "P6": "save / load / continue gives the same trajectory as never stopping",
-    "P7": "distributed: every rank holds the same table, and P1 holds on each",
-}
 
 
 @dataclass(frozen=True)
@@ -46,7 +37,7 @@ def tolerance(dtype: torch.dtype) -> dict[str, float]:
 
 
 def _where(approach: str, scenario: str, prop: str) -> str:
-    return f"{prop} violated by approach {approach!r} in scenario {scenario!r}"
+    return f"{prop} ({PROPERTIES[prop]}) violated by approach {approach!r} in scenario {scenario!r}"
 
 
 def frozen_rows_identical(run: Trajectory, mask: Tensor, approach: str, scenario: str) -> Verdict:
