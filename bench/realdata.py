@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 import impls
 from bench.common.environment import environment
+from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.results import ResultsFile
 from bench.common.schema import REALDATA, record
 from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
@@ -187,14 +188,17 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
     seconds = time.perf_counter() - start
 
     merged = embedding.merged_weight()
-    frozen_change = (merged[~inputs.trainable] - workload.frozen_reference).abs()
+    frozen = ~inputs.trainable
+    frozen_change = (merged[frozen] - workload.frozen_reference).abs()
     changed = (merged[inputs.trainable] != workload.initial_trainable).any(dim=1)
     return record(
         REALDATA,
         approach=name,
         pretrained_rows=inputs.found,
         new_rows=int(inputs.trainable.sum()),
-        frozen_rows_identical=torch.equal(merged[~inputs.trainable], workload.frozen_reference),
+        frozen_rows_identical=frozen_rows_identical(
+            workload.frozen_reference, merged[frozen], inputs.trainable[frozen]
+        ),
         new_rows_changed=int(changed.sum()),
         max_frozen_change=float(frozen_change.max()) if frozen_change.numel() else 0.0,
         test_accuracy=accuracy(model, workload.test_ids, workload.test_labels),

@@ -13,11 +13,12 @@ import json
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.verify.command import PROFILES, verify_cell, verify_distributed
+from bench.verify.command import verify_cell, verify_distributed
+from bench.verify.sampling import SAMPLING_PROFILES
 from bench.verify.scenarios import SCENARIOS
 from bench.verify.truth_table import VIOLATED
 
-CI_PROFILE = PROFILES["quick"]
+CI_PROFILE = SAMPLING_PROFILES["quick"]
 
 # One cell per mechanism the matrix exists to show, each group of scenarios represented.
 CI_CELLS = [

@@ -21,15 +21,15 @@ import torch
 from torch import Tensor
 
 import impls
+from bench.common.frozen_rows import bits, changed_frozen_rows
 from bench.common.optimizers import optimizer_spec
+from bench.common.stats import time_summary
 from bench.common.text import check_choice
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
-    LAZY_IMPORTS,
     RankTrainingCase,
     StepCostCase,
     initial_weight,
-    median_and_iqr,
     step_cost_case,
     train_case,
     trainable_mask,
@@ -136,9 +136,7 @@ def run_train_cases(
     cases: Sequence[RankTrainingCase], timeout_s: float
 ) -> list[DistributedOutcome]:
     """Run prepared cases (one pair, a fresh one after a failure) and collect their outcomes."""
-    results = run_cases(
-        train_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
-    )
+    results = run_cases(train_case, cases, [c.label for c in cases], timeout_s)
     outcomes = []
     for case, result in zip(cases, results, strict=True):
         outcome = DistributedOutcome(
@@ -177,21 +175,13 @@ def ranks_agree(outcome: DistributedOutcome) -> tuple[bool, str]:
     return True, f"{len(tables)} ranks hold bit-identical tables"
 
 
-def bits(table: Tensor) -> Tensor:
-    """The table's raw bits as integers of the same width."""
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-    return table.contiguous().view(width[table.element_size()])
-
-
 def frozen_row_changes(outcome: DistributedOutcome) -> list[FrozenRowChange]:
     """Every (rank, frozen row) whose values are not bit-identical to the initial table (P1)."""
-    frozen_rows = (~outcome.trainable_mask).nonzero().squeeze(1).tolist()
     before = outcome.initial_weight
     return [
         FrozenRowChange(rank, row, before[row], table[row])
         for rank, table in enumerate(ran_tables(outcome))
-        for row in frozen_rows
-        if not torch.equal(table[row], before[row])
+        for row in changed_frozen_rows(before, table, outcome.trainable_mask).tolist()
     ]
 
 
@@ -259,9 +249,7 @@ def measure_ddp_matrix(
         StepCostCase(a, num_rows, dim, ids, tokens, optimizer, steps, warmup) for a in approaches
     ]
     measured = []
-    results = run_cases(
-        step_cost_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
-    )
+    results = run_cases(step_cost_case, cases, [c.label for c in cases], timeout_s)
     for case, result in zip(cases, results, strict=True):
         record = {"approach": case.approach, "steps": steps, "n_trainable": n_trainable}
         record["error"] = result.error
@@ -270,12 +258,11 @@ def measure_ddp_matrix(
             per_rank_bytes = {v["allreduce_bytes"] for v in values}
             if len(per_rank_bytes) != 1:
                 record["error"] = f"ranks all-reduced different byte counts: {per_rank_bytes}"
-            median_s, iqr_s = median_and_iqr(values[0]["step_s"])
             record.update({k: v for k, v in values[0].items() if k != "step_s"})
-            record.update(median_s=median_s, iqr_s=iqr_s)
+            record.update(time_summary(values[0]["step_s"]))
             record["frozen_rows_identical"] = all(v["frozen_rows_identical"] for v in values)
         else:
-            record.update(allreduce_bytes=None, median_s=None, iqr_s=None)
+            record.update(allreduce_bytes=None, median_s=None, iqr_s=None, rounds=None)
         measured.append(record)
     return measured
 

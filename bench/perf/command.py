@@ -31,6 +31,7 @@ from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure
 from bench.perf.cases import (
     PHASES,
     PROFILES,
+    SWEEPS,
     BenchmarkCase,
     BenchmarkProfile,
     measurement_groups,
@@ -75,7 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sweeps",
         nargs="+",
         default=None,
-        help="only these sweeps of the profile (headline, vocab, fraction, tokens, llm, ddp)",
+        choices=SWEEPS,
+        metavar="SWEEP",
+        help=f"only these sweeps of the profile ({', '.join(SWEEPS)})",
     )
     parser.add_argument("--out", default="reports", help="output directory (default: reports)")
     parser.add_argument(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.optimizers import optimizer_spec
 from bench.perf.cases import (
     PHASES,
@@ -130,7 +131,7 @@ def estimate_memory(
     )
 
 
-def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
+def frozen_rows_kept(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
     """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
 
     The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
@@ -140,8 +141,7 @@ def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase)
     frozen = ~module.trainable_mask
     for first, chunk in weight_chunks(case):
         rows = slice(first, first + chunk.shape[0])
-        keep = frozen[rows]
-        if not torch.equal(merged[rows][keep], chunk[keep]):
+        if not frozen_rows_identical(chunk, merged[rows], ~frozen[rows]):
             return False
     return True
 
@@ -181,5 +181,5 @@ def measure_case(
         "peak_bytes": meter.peak_bytes(),
         "peak_method": meter.method,
         "persistent_bytes": persistent_bytes(training.module, training.optimizer),
-        "frozen_rows_identical": frozen_rows_identical(training.module, case),
+        "frozen_rows_identical": frozen_rows_kept(training.module, case),
     }

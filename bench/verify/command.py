@@ -13,9 +13,8 @@ import argparse
 import multiprocessing
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import find
 from hypothesis.errors import NoSuchExample
 from tqdm import tqdm
 
@@ -25,34 +24,11 @@ from bench.common.results import ResultsFile
 from bench.common.schema import VERIFICATION, record
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
+from bench.verify.sampling import SAMPLING_PROFILES, SamplingProfile, search_settings
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
 from bench.verify.strategies import worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
-
-
-@dataclass(frozen=True)
-class SamplingProfile:
-    examples: int  # drawn cases per cell, after the worked example
-    shrink_examples: int  # drawn cases allowed when searching for a small violation
-
-
-PROFILES = {
-    "quick": SamplingProfile(examples=6, shrink_examples=30),
-    "thorough": SamplingProfile(examples=200, shrink_examples=1000),
-}
-
-
-def _settings(max_examples: int, shrink: bool) -> settings:
-    phases = [Phase.generate, Phase.shrink] if shrink else [Phase.generate]
-    return settings(
-        max_examples=max_examples,
-        phases=phases,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 class _Unsupported(Exception):
@@ -104,7 +80,7 @@ def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> 
     try:
         observe(worked_example())
         examples = min(profile.examples, scenario.max_examples or profile.examples)
-        find(scenario.cases(), observe, settings=_settings(examples, shrink=False))
+        find(scenario.cases(), observe, settings=search_settings(examples, shrink=False))
     except NoSuchExample:
         pass
     except _Unsupported as refusal:
@@ -149,7 +125,9 @@ def _shrink(
 
     try:
         return find(
-            scenario.cases(), violates, settings=_settings(profile.shrink_examples, shrink=True)
+            scenario.cases(),
+            violates,
+            settings=search_settings(profile.shrink_examples, shrink=True),
         )
     except NoSuchExample:
         return None
@@ -198,7 +176,7 @@ def _cell_job(job: tuple[str, str, SamplingProfile]) -> list[dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--profile", choices=sorted(SAMPLING_PROFILES), default="quick")
     parser.add_argument(
         "--approaches",
         nargs="+",
@@ -218,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    profile = PROFILES[args.profile]
+    profile = SAMPLING_PROFILES[args.profile]
     approaches = args.approaches or list(impls.APPROACHES)
     names = args.scenarios or list(SCENARIOS)
     for name in names:

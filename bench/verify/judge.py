@@ -56,7 +56,7 @@ def judge_case(
         ideal = train(ideal_factory(case), case, spec, loop.for_ideal())
     for prop in properties:
         if prop == "P1":
-            verdicts[prop] = P.frozen_rows_identical(run, mask, approach, name)
+            verdicts[prop] = P.frozen_rows_stay(run, mask, approach, name)
         elif prop == "P2":
             verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
         elif prop == "P3":
