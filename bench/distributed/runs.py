@@ -61,31 +61,10 @@ class FrozenRowChange(NamedTuple):
     after: Tensor
 
 
-def run_distributed(
-    approach: str,
-    wrapper: str,
-    optimizer: str = "adamw",
-    steps: int = 3,
-    num_rows: int = 16,
-    dim: int = 4,
-    trainable=None,
-    seed: int = 0,
-    timeout_s: float = 60,
-    *,
-    tokens: int = 8,
-    stall_rank: int | None = None,
-    **options,
-) -> DistributedOutcome:
-    """Train ``approach`` wrapped in ``wrapper`` ("ddp" | "fsdp2") on 2 ranks.
-
-    ``trainable``: bool mask or row ids (default: every fourth row from row 1, so trainable rows
-    lie in every FSDP2 shard). ``options`` go to ``from_pretrained``. ``stall_rank`` makes that
-    rank sleep forever, to exercise the timeout.
-    """
-    case = train_case_for(
-        approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
-    )
-    return run_train_cases([dataclasses.replace(case, stall_rank=stall_rank)], timeout_s)[0]
+def run_distributed(approach: str, wrapper: str, **arguments) -> DistributedOutcome:
+    """Train ``approach`` wrapped in ``wrapper`` ("ddp" | "fsdp2") on 2 ranks; the keyword
+    arguments are :func:`run_distributed_matrix`'s."""
+    return run_distributed_matrix([approach], [wrapper], **arguments)[0]
 
 
 def run_distributed_matrix(
@@ -100,12 +79,21 @@ def run_distributed_matrix(
     timeout_s: float = 60,
     *,
     tokens: int = 8,
+    stall_rank: int | None = None,
     **options,
 ) -> list[DistributedOutcome]:
-    """Every optimizer × approach × wrapper, in that order, sharing one pair of processes."""
+    """Every optimizer × approach × wrapper, in that order, sharing one pair of processes.
+
+    ``trainable``: bool mask or row ids (default: every fourth row from row 1, so trainable rows
+    lie in every FSDP2 shard). ``options`` go to ``from_pretrained``. ``stall_rank`` makes that
+    rank sleep forever, to exercise the timeout.
+    """
     optimizers = [optimizer] if isinstance(optimizer, str) else list(optimizer)
     cases = [
-        train_case_for(a, w, o, steps, num_rows, dim, trainable, seed, tokens, options)
+        dataclasses.replace(
+            train_case_for(a, w, o, steps, num_rows, dim, trainable, seed, tokens, options),
+            stall_rank=stall_rank,
+        )
         for o in optimizers
         for a in approaches
         for w in wrappers
