@@ -39,6 +39,7 @@ from bench.common.environment import environment
 from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.results import ResultsFile
 from bench.common.schema import REALDATA, record
+from bench.common.text import positive_int
 from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
 from impls.vectors import EmbeddingInputs, load_vectors, read_vectors
 
@@ -260,13 +261,6 @@ def format_table(records: list[dict]) -> str:
         )
     lines.extend(f"note: {r['refused']}" for r in records if r["refused"])
     return "\n".join(lines)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -88,17 +88,23 @@ user setups a cell speaks for."""
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
-    "optimizer", "sparse", "sweep", "profile",
+    "optimizer", "sparse", "sweep", "profile", "compile",
 )  # fmt: skip
-"""What a benchmark row measured."""
-CASE_COLUMNS = ("device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse")
+"""What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
+compiled (``fullgraph``)."""
+CASE_COLUMNS = (
+    "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
+)  # fmt: skip
 """The case fields that tell two benchmark cases apart (``n_trainable`` follows from V and the
 fraction; approach, sweep and profile do not change what is measured)."""
 MEASURED_FIELDS = (
     "median_s", "iqr_s", "rounds", "tokens_per_s", "persistent_bytes", "peak_bytes",
     "bound_bytes", "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "allreduce_bytes",
-    "frozen_rows_identical", "estimated_bytes", "peak_method",
+    "frozen_rows_identical", "estimated_bytes", "peak_method", "threads", "load_before", "noisy",
+    "attempts",
 )  # fmt: skip
+"""``threads``, ``load_before`` and ``noisy`` say whether a time can be trusted
+(:mod:`bench.common.load` states the rule); ``attempts`` counts the measurements made."""
 RESULTS = ResultFileSchema(
     name="results",
     filename="results.json",
@@ -123,6 +129,9 @@ RESULTS = ResultFileSchema(
         "bound_s",
         "fraction_of_bound",
         "allreduce_bytes",
+        "threads",
+        "load_before",
+        "attempts",
     ),
 )
 STATUSES = ("ok", "skipped", "failed")

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 import impls
 from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.optimizers import optimizer_spec
+from bench.common.peak_memory import PeakMeter
 
 
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
@@ -239,8 +240,11 @@ def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
     a cost of the default setting rather than of the approach; their size is reported instead.
     """
     coef = loss_coefficients(case.seed, case.dim)
+    meter = PeakMeter("cpu")
+    meter.start()
     emb = build_approach(case)
     model = DistributedDataParallel(emb, broadcast_buffers=False)
+    meter.reset()
     counter = AllreduceCounter()
     model.register_comm_hook(counter, counting_allreduce_hook)
     optimizer = make_optimizer(case.optimizer, model.parameters())
@@ -265,6 +269,8 @@ def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
         "step_s": slowest.tolist(),
         "threads_per_rank": torch.get_num_threads(),
         "buffer_bytes": sum(b.numel() * b.element_size() for b in emb.buffers()),
+        "peak_bytes": meter.peak_bytes(),
+        "peak_method": meter.method,
         "frozen_rows_identical": frozen_rows_identical(
             weight, emb.merged_weight(), emb.trainable_mask
         ),

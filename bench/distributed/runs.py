@@ -24,7 +24,7 @@ import impls
 from bench.common.frozen_rows import bits, changed_frozen_rows
 from bench.common.optimizers import optimizer_spec
 from bench.common.stats import time_summary
-from bench.common.text import check_choice
+from bench.common.text import check_choice, check_positive_ints
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
     RankTrainingCase,
@@ -248,14 +248,9 @@ def measure_ddp_matrix(
                 record["error"] = f"ranks all-reduced different byte counts: {per_rank_bytes}"
             record.update({k: v for k, v in values[0].items() if k != "step_s"})
             record.update(time_summary(values[0]["step_s"]))
+            record["peak_bytes"] = max(v["peak_bytes"] for v in values)  # the fullest rank
             record["frozen_rows_identical"] = all(v["frozen_rows_identical"] for v in values)
         else:
             record.update(allreduce_bytes=None, median_s=None, iqr_s=None, rounds=None)
         measured.append(record)
     return measured
-
-
-def check_positive_ints(**values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
