@@ -26,6 +26,13 @@ WINDOW_S = 0.5
 BUSY_CORES = 0.5
 SPREAD = 0.25
 ATTEMPTS = 3
+NOISE_RULE = (
+    f"A row is marked noisy when the machine had more than {BUSY_CORES:g} core(s) busy in the "
+    f"{WINDOW_S:g} s before the case started, or when a timed phase's IQR exceeded "
+    f"{SPREAD:.0%} of its median; a noisy case is measured again, up to {ATTEMPTS} times in "
+    "all, and the quietest attempt is kept."
+)
+"""The rule in words, for the report and the README."""
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:

@@ -139,6 +139,8 @@ STATUSES = ("ok", "skipped", "failed")
 failed (with ``reason``)."""
 HEADLINE_SWEEP, STEP_PHASE = "headline", "step"
 """The sweep and phase of the headline figure: the full training step at the headline case."""
+COMPILED_SWEEP = "compiled"
+"""The headline case again with ``compile`` set, compared with its eager rows."""
 
 REALDATA = ResultFileSchema(
     name="realdata",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 
+from bench.common.load import NOISE_RULE
 from bench.common.schema import PROPERTIES
 from bench.report.figures import all_figures
 from bench.report.matrix import build_matrix
@@ -32,6 +33,7 @@ from bench.report.sources import (
     speed_phrase,
 )
 from bench.report.tables import (
+    compiled_table,
     frozen_drift_table,
     headline_table,
     html_table,
@@ -98,6 +100,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
             ("headline_table", headline_table(results)),
             ("not_run_table", not_run_table(results)),
             ("drift_table", frozen_drift_table(results)),
+            ("compiled_table", compiled_table(results)),
         ):
             tables[name] = html_table(table) if not table.empty else ""
     environment = environment_table(sources)
@@ -115,6 +118,8 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         headline_table=tables.get("headline_table", ""),
         not_run_table=tables.get("not_run_table", ""),
         drift_table=tables.get("drift_table", ""),
+        compiled_table=tables.get("compiled_table", ""),
+        noise_rule=NOISE_RULE,
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",
         environment_table=html_table(environment) if not environment.empty else "",

@@ -276,6 +276,7 @@ class CaseAnswer:
     peak_bytes: float | None
     comparisons: list[Comparison]
     faster_but_unsafe: list[str]
+    noisy: list[str]  # approaches of this answer (winner, references) whose row is noisy
 
 
 @dataclass
@@ -351,6 +352,11 @@ def answer_case(
         peak_bytes=number(best["peak_bytes"]),
         comparisons=comparisons,
         faster_but_unsafe=list(faster["approach"]),
+        noisy=[
+            approach
+            for approach in (winner, *(c.approach for c in comparisons if c.measured))
+            if by_approach[approach]["noisy"] is True or by_approach[approach]["noisy"] == "True"
+        ],
     )
 
 
