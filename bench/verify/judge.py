@@ -48,6 +48,8 @@ def judge_case(
     except RuntimeError as error:
         if "sparse" in str(error).lower() or "dense" in str(error).lower():
             return CaseVerdicts(unsupported=error_text(error))
+        if loop.wraps_in_a_tool:  # torch.compile / torch.func refusing the approach's code
+            return CaseVerdicts(unsupported=error_text(error))
         raise
     mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}

@@ -170,6 +170,23 @@ SCENARIOS: dict[str, Scenario] = {
             max_examples=3,
         ),
         Scenario(
+            "compile_fullgraph",
+            "loop",
+            "the module is torch.compile'd with fullgraph=True (aot_eager backend): a graph "
+            "break, a host read or a data-dependent shape is an error",
+            loop=Loop(compile="aot_eager", fullgraph=True),
+            properties=("P1", "P2", "P3", "P4", "P5"),
+            max_examples=3,
+        ),
+        Scenario(
+            "torch_func",
+            "loop",
+            "gradients by torch.func.grad over functional_call, forward vmap'd over the batch "
+            "dimension, written to .grad before optimizer.step()",
+            loop=Loop(func=True),
+            properties=("P1", "P2", "P3", "P4", "P5"),
+        ),
+        Scenario(
             "tied_output",
             "loop",
             "an output layer tied to the table: logits = out @ effective_weight().T",
