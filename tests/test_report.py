@@ -12,6 +12,7 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -405,3 +406,16 @@ def test_a_noisy_row_is_marked_and_the_answer_says_so(tmp_path):
 def build_report_of(directory: Path, results: list[dict]) -> str:
     fx.write_all(directory / "in", verification=fx.verification_records(), results=results)
     return build_report(directory / "in", directory / "out").path.read_text()
+
+
+def test_the_report_and_the_schema_import_no_measuring_code():
+    """The report reads result files through the schema only, so it rebuilds without torch."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, bench.report.command; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    modules = set(eval(loaded))
+    assert "torch" not in modules
+    assert not {m for m in modules if m.startswith(("bench.verify", "bench.perf", "impls"))}
