@@ -182,29 +182,9 @@ def ran_tables(outcome: DistributedOutcome) -> list[Tensor]:
     return outcome.per_rank_merged
 
 
-def measure_ddp_step(
-    approach: str,
-    num_rows: int,
-    dim: int,
-    trainable_fraction: float,
-    tokens: int,
-    optimizer: str = "adamw",
-    steps: int = 5,
-    warmup: int = 2,
-    timeout_s: float = 300,
-) -> dict:
-    """Step time and bytes all-reduced per step per rank of ``approach`` under DDP on 2 ranks.
-
-    Keys: ``approach``, ``n_trainable``, ``steps``, ``error`` (None, or why it could not run; the
-    other keys are then absent or None), ``allreduce_bytes`` (counted by a DDP communication
-    hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
-    rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
-    ``broadcast_buffers=True`` would broadcast every forward; off here, see
-    :func:`bench.distributed.rank.step_cost_case`), ``frozen_rows_identical`` (on every rank).
-    """
-    return measure_ddp_matrix(
-        [approach], num_rows, dim, trainable_fraction, tokens, optimizer, steps, warmup, timeout_s
-    )[0]
+def measure_ddp_step(approach: str, *arguments, **keywords) -> dict:
+    """:func:`measure_ddp_matrix` for one approach."""
+    return measure_ddp_matrix([approach], *arguments, **keywords)[0]
 
 
 def measure_ddp_matrix(
@@ -218,7 +198,17 @@ def measure_ddp_matrix(
     warmup: int = 2,
     timeout_s: float = 300,
 ) -> list[dict]:
-    """:func:`measure_ddp_step` for several approaches in one pair of processes."""
+    """Step time and bytes all-reduced per step per rank of each approach under DDP on 2 ranks,
+    in one pair of processes; one record per approach.
+
+    Keys: ``approach``, ``n_trainable``, ``steps``, ``error`` (None, or why it could not run; the
+    other keys are then absent or None), ``allreduce_bytes`` (counted by a DDP communication
+    hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
+    rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
+    ``broadcast_buffers=True`` would broadcast every forward; off here, see
+    :func:`bench.distributed.rank.step_cost_case`), ``frozen_rows_identical`` (on every rank),
+    ``peak_bytes`` (the fullest rank's).
+    """
     for approach in approaches:
         check_choice("approach", approach, impls.APPROACHES)
     optimizer_spec(optimizer)
