@@ -61,6 +61,8 @@ class PartiallyFrozenEmbedding(nn.Module):
         super().__init__()
         self.options = options
         self.num_embeddings, self.embedding_dim = weight.shape
+        # Read once here, so that no lookup has to ask the device how many rows train.
+        self.num_trainable = int(trainable_mask.sum())
         self.register_buffer("trainable_mask", trainable_mask)
         self.register_buffer("trainable_ids", trainable_mask.nonzero().squeeze(1))
         self.register_buffer("frozen_ids", (~trainable_mask).nonzero().squeeze(1))
@@ -140,7 +142,7 @@ class PartiallyFrozenEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.active().items())
-        trainable = int(self.trainable_mask.sum())
+        trainable = self.num_trainable
         return f"{self.num_embeddings}, {self.embedding_dim}, trainable={trainable}" + (
             f", {options}" if options else ""
         )
@@ -160,18 +162,43 @@ class WholeTableParameter(PartiallyFrozenEmbedding):
         return self.weight
 
 
+def renorm_scale(rows: Tensor, max_norm: float, norm_type: float) -> Tensor:
+    """The factor ``F.embedding``'s ``max_norm`` multiplies each row by, shape ``(..., 1)``:
+    ``max_norm / (norm + 1e-7)`` where ``norm > max_norm``, else 1 (which leaves a row's bits
+    unchanged)."""
+    norms = rows.norm(p=norm_type, dim=-1, keepdim=True)
+    return torch.where(norms > max_norm, max_norm / (norms + 1e-7), torch.ones_like(norms))
+
+
 def renormed(rows: Tensor, max_norm: float | None, norm_type: float) -> Tensor:
     """Out-of-place version of ``F.embedding``'s ``max_norm`` rescaling of looked-up rows.
 
     ``F.embedding`` rescales the *table* in place, which would write into frozen rows; applying the
-    same scale (``max_norm / (norm + 1e-7)`` where ``norm > max_norm``) to the gathered copy gives
-    the same output while leaving the frozen table untouched.
+    same scale to the gathered copy gives the same output while leaving the frozen table untouched.
     """
     if max_norm is None:
         return rows
-    norms = rows.norm(p=norm_type, dim=-1, keepdim=True)
-    scale = torch.where(norms > max_norm, max_norm / (norms + 1e-7), torch.ones_like(norms))
-    return rows * scale
+    return rows * renorm_scale(rows, max_norm, norm_type)
+
+
+@torch.no_grad()
+def renorm_looked_up_rows_(
+    table: Tensor, rows: Tensor, looked_up: Tensor, max_norm: float, norm_type: float
+) -> None:
+    """``torch.embedding_renorm_(table, rows[looked_up], ...)`` without selecting by the mask.
+
+    Selecting the looked-up rows would give a tensor whose size depends on the data (a host
+    synchronisation on CUDA, a data-dependent shape under ``torch.compile``). Instead every token
+    computes its row's factor (1 where ``looked_up`` is False), each row takes the smallest factor
+    of its tokens (all of a row's looked-up tokens agree), and the table is multiplied by it:
+    O(n·D).
+    """
+    token_scale = renorm_scale(table.index_select(0, rows), max_norm, norm_type).squeeze(-1)
+    token_scale = torch.where(looked_up, token_scale, torch.ones_like(token_scale))
+    row_scale = token_scale.new_ones(table.shape[0]).scatter_reduce(
+        0, rows, token_scale, reduce="amin"
+    )
+    table.mul_(row_scale.unsqueeze(-1))
 
 
 DENSE_REBUILD_REFUSES_SPARSE = (

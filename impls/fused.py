@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import EmbeddingOptions, UnsupportedOption, renormed
+from .base import EmbeddingOptions, UnsupportedOption, renorm_looked_up_rows_, renormed
 from .split import Split
 
 
@@ -106,8 +106,9 @@ class Fused(Split):
         hit_rows = local.index_select(0, hit_positions)
         o = self.options
         if o.max_norm is not None:
-            with torch.no_grad():
-                torch.embedding_renorm_(self.trainable_weight, hit_rows, o.max_norm, o.norm_type)
+            renorm_looked_up_rows_(
+                self.trainable_weight, local.clamp(min=0), local >= 0, o.max_norm, o.norm_type
+            )
         out = FusedLookup.apply(
             self.trainable_weight,
             self.frozen_weight,
