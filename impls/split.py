@@ -15,7 +15,8 @@ Every shape is fixed by the ids' shape, so the step needs no host synchronisatio
 with ``torch.compile(fullgraph=True)`` — except with ``scale_grad_by_freq`` or ``sparse``: torch
 derives those gradients from exactly the ids ``F.embedding`` is given, so the trainable tokens are
 selected by a boolean mask, whose size only the data knows (a host synchronisation on CUDA, no
-``vmap``, and with ``sparse`` no ``torch.compile``).
+``vmap``, and with ``sparse`` no ``torch.compile``; ``fused`` has none of these limits except
+the last).
 Options: ``max_norm`` renormalises looked-up trainable rows in place (as nn.Embedding does, here
 by an O(n·D) fixed-shape rescale) but frozen rows only in the looked-up copy, so frozen rows never
 change; ``scale_grad_by_freq`` counts only the trainable tokens, which equals the global count
