@@ -149,14 +149,31 @@ class PartiallyFrozenEmbedding(nn.Module):
 
 
 class WholeTableParameter(PartiallyFrozenEmbedding):
-    """Shared shape of the approaches that keep the entire ``(V, D)`` table as one parameter."""
+    """Shared shape of the approaches that keep the entire ``(V, D)`` table as one parameter.
+
+    ``enforces_trainable_mask`` is False only for the control that trains every row anyway.
+    """
+
+    enforces_trainable_mask: ClassVar[bool] = True
 
     def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):
         super().__init__(weight, trainable_mask, options)
         self.weight = nn.Parameter(weight)
+        # torch's sparse embedding backward refuses scale_grad_by_freq. When no row may train the
+        # gradient is not needed, so the table is read detached, as a frozen nn.Embedding reads
+        # it, and the rest of the model trains instead of backward failing.
+        self.reads_table_detached = (
+            self.enforces_trainable_mask
+            and self.num_trainable == 0
+            and options.sparse
+            and options.scale_grad_by_freq
+        )
 
     def lookup(self, ids: Tensor) -> Tensor:
-        return self.embed(ids, self.effective_weight(), self.options.padding_idx)
+        table = self.effective_weight()
+        if self.reads_table_detached:
+            table = table.detach()
+        return self.embed(ids, table, self.options.padding_idx)
 
     def effective_weight(self) -> Tensor:
         return self.weight

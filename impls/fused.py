@@ -28,8 +28,9 @@ Options: as ``split`` (same buffers, parameter and state-dict keys, so checkpoin
 the two): ``max_norm`` renormalises looked-up trainable rows in place and frozen rows only in the
 copy; ``padding_idx`` zeroes the gradient of tokens on a trainable padding row;
 ``scale_grad_by_freq`` divides each token's gradient by its id's count in the batch.
-Breaks: ``sparse`` with ``scale_grad_by_freq`` is refused at construction (torch's sparse
-embedding backward raises for it, so ``split`` fails at its first backward instead).
+Breaks: ``sparse`` with ``scale_grad_by_freq`` is refused at construction when a row may train
+(torch's sparse embedding backward raises for it, so ``split`` fails at its first backward
+instead); with no trainable row nothing needs a gradient and it trains like a frozen nn.Embedding.
 """
 
 from __future__ import annotations
@@ -140,11 +141,11 @@ class Fused(Split):
     name = "fused"
 
     def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):
-        if options.sparse and options.scale_grad_by_freq:
+        if options.sparse and options.scale_grad_by_freq and trainable_mask.any():
             raise UnsupportedOption(
                 f"approach {self.name!r} does not support sparse=True together with "
-                "scale_grad_by_freq=True: torch has no sparse embedding gradient scaled by "
-                "frequency"
+                "scale_grad_by_freq=True when any row is trainable: torch has no sparse embedding "
+                "gradient scaled by frequency"
             )
         super().__init__(weight, trainable_mask, options)
 
