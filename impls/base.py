@@ -43,15 +43,32 @@ class UnsupportedOption(ValueError):
     """Raised when an approach cannot honour an embedding option; names both."""
 
 
+TORCH_TOOLS = ("compile_fullgraph", "compile_fullgraph_backward", "vmap", "grad", "jvp")
+"""The PyTorch tools a lookup is expected to work under (the keys of ``torch_tools_limits``).
+
+- ``compile_fullgraph``: ``torch.compile(fullgraph=True)`` of forward and loss; AOTAutograd
+  compiles the backward from the same graph. Every shape is fixed by the ids' shape (no host
+  synchronisation) and training reaches what eager training reaches.
+- ``compile_fullgraph_backward``: the same with ``loss.backward()`` traced into the graph
+  (``torch._dynamo.config.trace_autograd_ops = True``, experimental in torch 2.13).
+- ``vmap``, ``grad``, ``jvp``: ``torch.func``'s transforms, the last two of
+  ``torch.func.functional_call``; each agrees with eager autograd and with ``F.embedding`` on the
+  effective table.
+"""
+
+
 class PartiallyFrozenEmbedding(nn.Module):
     """An embedding table whose rows outside ``trainable_mask`` never change.
 
-    Subclasses set ``name`` (the registry key) and ``refused_options`` (option -> why it cannot be
-    honoured); ``from_pretrained`` refuses those options before anything is allocated.
+    Subclasses set ``name`` (the registry key), ``refused_options`` (option -> why it cannot be
+    honoured; ``from_pretrained`` refuses those options before anything is allocated) and
+    ``torch_tools_limits`` (a tool of :data:`TORCH_TOOLS` -> why the approach's technique cannot
+    work under it; every tool not listed works and gives what eager autograd gives).
     """
 
     name: ClassVar[str]
     refused_options: ClassVar[dict[str, str]] = {}
+    torch_tools_limits: ClassVar[dict[str, str]] = {}
 
     trainable_mask: Tensor
     trainable_ids: Tensor
