@@ -35,8 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.common.environment import environment
+from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.implementations import approach_argument, default_names, resolve
 from bench.common.results import ResultsFile
+from bench.common.schema import REALDATA, record
+from bench.common.text import error_text, positive_int
 from impls.base import UnsupportedOption
 from impls.vectors import EmbeddingInputs, load_vectors, read_vectors
 
@@ -167,8 +170,10 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
     """
     inputs = workload.inputs
     approach = resolve(name)
-    refused = None
     settings = {
+        "approach": name,
+        "pretrained_rows": inputs.found,
+        "new_rows": int(inputs.trainable.sum()),
         "epochs": epochs,
         "optimizer": OPTIMIZER,
         "learning_rate": LEARNING_RATE,
@@ -180,7 +185,7 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
         "test_sentences": len(workload.test_ids),
         "env": environment(),
     }
-    counts = {"pretrained_rows": inputs.found, "new_rows": int(inputs.trainable.sum())}
+    refused = None
     try:
         embedding = approach.from_pretrained(
             inputs.weight, inputs.trainable, padding_idx=inputs.padding_idx
@@ -191,15 +196,14 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
             embedding = approach.from_pretrained(inputs.weight, inputs.trainable)
         except UnsupportedOption as second:
             refused = f"{refused}; without padding_idx: {second}"
-            return {"approach": name, **counts, **settings, "refused": refused, "error": None}
+            return record(REALDATA, **settings, refused=refused)
     try:
-        trained = _train(embedding, workload, epochs, seed)
+        measured = _train(embedding, workload, epochs, seed)
     except Exception as error:
         if not approach.black_box:
             raise
-        error_text = f"{type(error).__name__}: {error}"
-        return {"approach": name, **counts, **settings, "refused": refused, "error": error_text}
-    return {"approach": name, **counts, **trained, **settings, "refused": refused, "error": None}
+        return record(REALDATA, **settings, refused=refused, error=error_text(error))
+    return record(REALDATA, **settings, **measured, refused=refused)
 
 
 def _train(embedding: nn.Module, workload: Workload, epochs: int, seed: int) -> dict:
@@ -221,10 +225,13 @@ def _train(embedding: nn.Module, workload: Workload, epochs: int, seed: int) -> 
     seconds = time.perf_counter() - start
 
     merged = embedding.merged_weight()
-    frozen_change = (merged[~inputs.trainable] - workload.frozen_reference).abs()
+    frozen = ~inputs.trainable
+    frozen_change = (merged[frozen] - workload.frozen_reference).abs()
     changed = (merged[inputs.trainable] != workload.initial_trainable).any(dim=1)
     return {
-        "frozen_rows_identical": torch.equal(merged[~inputs.trainable], workload.frozen_reference),
+        "frozen_rows_identical": frozen_rows_identical(
+            workload.frozen_reference, merged[frozen], inputs.trainable[frozen]
+        ),
         "new_rows_changed": int(changed.sum()),
         "max_frozen_change": float(frozen_change.max()) if frozen_change.numel() else 0.0,
         "test_accuracy": accuracy(model, workload.test_ids, workload.test_labels),
@@ -250,11 +257,12 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def run_workload(approaches: list[str], epochs: int, seed: int = 0) -> list[dict]:
-    """One record per approach, all trained on the same workload."""
+def run_workload(approaches: list[str], epochs: int, seed: int = 0) -> Iterator[dict]:
+    """One record per approach, all trained on the same workload, each yielded as it finishes."""
     with one_thread():
         workload = build_workload(seed)
-        return [train_approach(name, workload, epochs, seed) for name in approaches]
+        for name in approaches:
+            yield train_approach(name, workload, epochs, seed)
 
 
 def format_table(records: list[dict]) -> str:
@@ -267,28 +275,17 @@ def format_table(records: list[dict]) -> str:
         f"{'test acc':>8} {'train acc':>9} {'seconds':>8}",
     ]
     for r in records:
-        if r.get("frozen_rows_identical") is None:
-            why = r.get("error") or r.get("refused")
-            lines.append(f"{r['approach']:<22} not run: {why}")
+        if r["frozen_rows_identical"] is None:
+            lines.append(f"{r['approach']:<22} not run: {r['error'] or r['refused']}")
             continue
         lines.append(
             f"{r['approach']:<22} {r['frozen_rows_identical']!s:>16} "
             f"{r['max_frozen_change']:>11.2e} {r['new_rows_changed']:>11} "
             f"{r['test_accuracy']:>8.3f} {r['train_accuracy']:>9.3f} {r['seconds']:>8.2f}"
         )
-    lines.extend(
-        f"note: {r['refused']}"
-        for r in records
-        if r.get("refused") and r.get("frozen_rows_identical") is not None
-    )
+    ran = [r for r in records if r["frozen_rows_identical"] is not None]
+    lines.extend(f"note: {r['refused']}" for r in ran if r["refused"])
     return "\n".join(lines)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -308,11 +305,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    results = ResultsFile(args.out / "realdata.json", key=["approach"], resume=False)
-    with one_thread():
-        workload = build_workload(args.seed)
-        for name in args.approaches:
-            results.append(train_approach(name, workload, args.epochs, args.seed))
+    results = ResultsFile(args.out / REALDATA.filename, key=REALDATA.key, resume=False)
+    for finished in run_workload(args.approaches, args.epochs, args.seed):
+        results.append(finished)
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")
     return 0

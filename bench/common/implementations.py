@@ -30,12 +30,10 @@ import torch
 from torch import Tensor, nn
 
 import impls
+from bench.common.schema import EXTERNAL, PEER, REFERENCE
 from bench.peers import PEERS
 from impls.base import EmbeddingOptions, UnsupportedOption
 from impls.validation import as_trainable_mask, check_weight
-
-REFERENCE, PEER, EXTERNAL = "reference", "peer", "external"
-"""Where an implementation comes from (the ``origin`` of a verification record)."""
 
 REFUSALS = (TypeError, ValueError, NotImplementedError)
 """What a constructor raises for input it does not accept: the case is unsupported."""
@@ -79,8 +77,13 @@ class Implementation:
             ) from refusal
 
     def __reduce__(self):
-        # Sent to worker processes by name: the worker imports it again, the same way.
-        return resolve, (self.name,)
+        # A worker process imports the target again, from the current directory too (as the
+        # parent did), instead of looking the name up in a registry it may not share.
+        return _unpickle, (self.name, self.origin, self.target.__module__, self.target.__qualname__)
+
+
+def _unpickle(name: str, origin: str, module_name: str, qualname: str) -> Implementation:
+    return Implementation(name, _import(f"{module_name}:{qualname}"), origin)
 
 
 def resolve(reference: str) -> Implementation:

@@ -16,44 +16,22 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, Phase, assume, find, settings
+from hypothesis import assume, find
 from hypothesis.errors import NoSuchExample, Unsatisfiable
 from tqdm import tqdm
 
 from bench.common.environment import environment
 from bench.common.implementations import approach_argument, default_names, resolve
 from bench.common.results import ResultsFile
+from bench.common.schema import VERIFICATION, record
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
+from bench.verify.sampling import SAMPLING_PROFILES, SamplingProfile, search_settings
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
 from bench.verify.strategies import probe_case, worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
 from impls.base import UnsupportedOption
-
-
-@dataclass(frozen=True)
-class SamplingProfile:
-    examples: int  # drawn cases per cell, after the worked example
-    shrink_examples: int  # drawn cases allowed when searching for a small violation
-
-
-PROFILES = {
-    "quick": SamplingProfile(examples=6, shrink_examples=30),
-    "thorough": SamplingProfile(examples=200, shrink_examples=1000),
-}
-
-
-def _settings(max_examples: int, shrink: bool) -> settings:
-    phases = [Phase.generate, Phase.shrink] if shrink else [Phase.generate]
-    return settings(
-        max_examples=max_examples,
-        phases=phases,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 class _Unsupported(Exception):
@@ -66,23 +44,26 @@ REFUSAL_LIMIT = 50
 
 def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields) -> dict:
     cell = expectation(approach, scenario.name, prop)
-    return {
-        "approach": approach,
-        "origin": resolve(approach).origin,
-        "scenario": scenario.name,
-        "group": scenario.group,
-        "property": prop,
-        "outcome": outcome,
-        "expected": cell.outcome,
-        "explanation": cell.why,
-        "examples": fields.get("examples", 0),
-        "counterexample": fields.get("counterexample"),
-        "max_abs_change": fields.get("max_abs_change", 0.0),
-        "detail": fields.get("detail"),
-        "raised": fields.get("raised"),
-        "params": scenario.params(),
-        "env": environment(),
-    }
+    return record(
+        VERIFICATION,
+        approach=approach,
+        origin=resolve(approach).origin,
+        scenario=scenario.name,
+        group=scenario.group,
+        property=prop,
+        outcome=outcome,
+        expected=cell.outcome,
+        explanation=cell.why,
+        examples=fields.get("examples", 0),
+        counterexample=fields.get("counterexample"),
+        max_abs_change=fields.get("max_abs_change", 0.0),
+        detail=fields.get("detail"),
+        raised=fields.get("raised"),
+        weight_decay=scenario.weight_decay,
+        sparse_gradients=scenario.sparse_gradients,
+        params=scenario.params(),
+        env=environment(),
+    )
 
 
 @dataclass
@@ -148,7 +129,7 @@ def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> 
     try:
         sampling.observe(worked_example())
         examples = min(profile.examples, scenario.max_examples or profile.examples)
-        find(scenario.cases(), never_found, settings=_settings(examples, shrink=False))
+        find(scenario.cases(), never_found, settings=search_settings(examples, shrink=False))
     except (NoSuchExample, Unsatisfiable):
         pass
     except _Unsupported as refusal:
@@ -203,7 +184,9 @@ def _shrink(
 
     try:
         return find(
-            scenario.cases(), violates, settings=_settings(profile.shrink_examples, shrink=True)
+            scenario.cases(),
+            violates,
+            settings=search_settings(profile.shrink_examples, shrink=True),
         )
     except (NoSuchExample, Unsatisfiable):
         return None
@@ -258,7 +241,7 @@ def _cell_job(job: tuple[str, str, SamplingProfile]) -> list[dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--profile", choices=sorted(SAMPLING_PROFILES), default="quick")
     parser.add_argument(
         "--approaches",
         nargs="+",
@@ -281,14 +264,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    profile = PROFILES[args.profile]
+    profile = SAMPLING_PROFILES[args.profile]
     approaches = args.approaches or default_names()
     names = args.scenarios or list(SCENARIOS)
     for name in names:
         if reason := SCENARIOS[name].available():
             print(f"skipping scenario {name}: {reason}", file=sys.stderr)
     names = [n for n in names if not SCENARIOS[n].available()]
-    results = ResultsFile(f"{args.out}/verification.json", key=("approach", "scenario", "property"))
+    results = ResultsFile(f"{args.out}/{VERIFICATION.filename}", key=VERIFICATION.key)
     done = {(r["approach"], r["scenario"]) for r in results.records}
     local = [n for n in names if n not in DISTRIBUTED]
     jobs = [(a, n, profile) for n in local for a in approaches if (a, n) not in done]

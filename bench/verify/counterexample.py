@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.common.implementations import REFERENCE, resolve
+from bench.common.implementations import resolve
 from bench.common.optimizers import OPTIMIZERS
+from bench.common.schema import REFERENCE
 from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import Loop, TrainingCase
 

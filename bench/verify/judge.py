@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, replace
 import impls
 from bench.common.implementations import resolve
 from bench.common.optimizers import OPTIMIZERS
+from bench.common.schema import CORE_PROPERTIES
+from bench.common.text import error_text
 from bench.verify import properties as P
-from bench.verify.scenarios import CORE_PROPERTIES, Scenario
+from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import TrainingCase, approach_factory, ideal_factory, train
 
 
@@ -19,10 +21,6 @@ class CaseVerdicts:
 
     verdicts: dict[str, P.Verdict] = field(default_factory=dict)
     unsupported: str | None = None
-
-
-def unsupported_reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def judge_case(
@@ -56,10 +54,12 @@ def judge_case(
     try:
         run = run_loop(loop)
     except impls.UnsupportedOption as error:
-        return CaseVerdicts(unsupported=unsupported_reason(error))
+        return CaseVerdicts(unsupported=error_text(error))
     except RuntimeError as error:
         if "sparse" in str(error).lower() or "dense" in str(error).lower():
-            return CaseVerdicts(unsupported=unsupported_reason(error))
+            return CaseVerdicts(unsupported=error_text(error))
+        if loop.wraps_in_a_tool:  # torch.compile / torch.func refusing the approach's code
+            return CaseVerdicts(unsupported=error_text(error))
         raise
     mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}
@@ -74,7 +74,7 @@ def judge_case(
         elif run.error:
             verdicts[prop] = P.raised(run, prop, approach, name)
         elif prop == "P1":
-            verdicts[prop] = P.frozen_rows_identical(run, mask, approach, name)
+            verdicts[prop] = P.frozen_rows_stay(run, mask, approach, name)
         elif prop == "P2":
             verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
         elif prop == "P3":

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-HOLDS, VIOLATED, UNSUPPORTED = "holds", "violated", "unsupported"
+from bench.common.schema import HOLDS, UNSUPPORTED, VIOLATED
 
 ANY = None  # a rule field that matches everything
 
