@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 import impls
 from bench.common.schema import EXTERNAL, PEER, REFERENCE
+from bench.common.text import error_text
 from bench.peers import PEERS
 from impls.base import EmbeddingOptions, UnsupportedOption
 from impls.validation import as_trainable_mask, check_weight
@@ -72,8 +73,7 @@ class Implementation:
             raise
         except REFUSALS as refusal:
             raise UnsupportedOption(
-                f"{self.name!r} refused this table, mask or options: "
-                f"{type(refusal).__name__}: {refusal}"
+                f"{self.name!r} refused this table, mask or options: {error_text(refusal)}"
             ) from refusal
 
     def __reduce__(self):
@@ -127,8 +127,8 @@ def _import(reference: str) -> Callable:
         except Exception as error:
             raise BadReference(
                 f"approach {reference!r}: module {module_name!r} cannot be imported "
-                f"({type(error).__name__}: {error}); expected a module importable from the "
-                "current directory or PYTHONPATH"
+                f"({error_text(error)}); expected a module importable from the current "
+                "directory or PYTHONPATH"
             ) from error
     target = module
     for part in attribute.split("."):

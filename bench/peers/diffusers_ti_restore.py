@@ -17,8 +17,9 @@ What was kept: those lines, run after every optimizer step (here an optimizer st
 parameter, the whole-table snapshot, and the script's refusal of zero placeholder tokens
 (``--num_vectors has to be larger or equal to 1``). The embedding is an ``nn.Embedding`` with the
 scenario's options into which the pretrained table is loaded, as ``from_pretrained`` loads the
-text encoder's checkpoint (not aliasing the caller's tensor). The script's optimizer is the
-scenario's.
+text encoder's checkpoint (not aliasing the caller's tensor); ``effective_weight`` is that
+embedding's weight, what an output layer tied to it would multiply by. The script's optimizer is
+the scenario's.
 What it breaks: the rows written back are those outside the *span* of the placeholder ids, which
 is every frozen row only when the trainable ids are contiguous (the script adds its placeholder
 tokens together at the end of the vocabulary). Any frozen row between two trainable ones trains.

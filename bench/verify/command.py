@@ -290,6 +290,7 @@ def main(args: argparse.Namespace) -> int:
             if record["property"] == SCENARIOS[record["scenario"]].properties[-1]:
                 progress.update()
     surprises = [r for r in results.records if r["outcome"] != r["expected"]]
+    surprises.sort(key=lambda r: r["outcome"] != VIOLATED)  # violations first, then refusals
     count = len(results.records)
     print(f"{count} records in {results.path}; {len(surprises)} differ from the truth table")
     for r in surprises[:20]:

@@ -20,6 +20,7 @@ from torch import Tensor
 import impls
 from bench.common.implementations import resolve
 from bench.common.optimizers import OptimizerSpec
+from bench.common.text import error_text
 from bench.verify.ideal import IdealEmbedding
 from impls.base import EmbeddingOptions
 
@@ -207,7 +208,7 @@ def train(
     except Exception as error:
         if not errors_are_results:
             raise
-        record.error = record.error or _error_text("while training", error)
+        record.error = record.error or f"while training: {error_text(error)}"
     current = {
         "weight": case.weight,
         "trainable": case.trainable,
@@ -230,10 +231,6 @@ def _change(name: str, before: Tensor, after: Tensor) -> str:
     return f"{name} (row {row} was {before[row].tolist()}, is {after[row].tolist()})"
 
 
-def _error_text(where: str, error: Exception) -> str:
-    return f"{where}: {type(error).__name__}: {error}"
-
-
 def _run(factory, case, spec, loop: Loop, record: Trajectory, errors_are_results: bool) -> None:
     device_type = case.weight.device.type
     module = factory()
@@ -250,7 +247,7 @@ def _run(factory, case, spec, loop: Loop, record: Trajectory, errors_are_results
             if not errors_are_results:
                 raise
             where = "reading the table (merged_weight())"
-            record.error = record.error or _error_text(where, error)
+            record.error = record.error or f"{where}: {error_text(error)}"
             return None
 
     record.tables.append(read_table())
