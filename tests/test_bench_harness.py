@@ -4,6 +4,7 @@ process, the PEFT peer and the command line. No assertion reads a wall-clock val
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -458,3 +459,16 @@ def test_a_quiet_case_is_measured_once(tmp_path, monkeypatch):
     assert rows and {(r["attempts"], r["noisy"], r["load_before"]) for r in rows} == {
         (1, False, 0.0)
     }
+
+
+def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(tmp_path, monkeypatch):
+    """split and fused compile with fullgraph=True (a graph break would fail the case)."""
+    monkeypatch.setattr("bench.perf.command.is_noisy", lambda load, spreads: False)
+    point = dataclasses.replace(SMOKE.points[0], sweep="compiled", compile="fullgraph")
+    profile = dataclasses.replace(SMOKE, points=(point,))
+    run_benchmarks(profile, ["fused"], ["cpu"], tmp_path)
+    rows = read_rows(tmp_path)
+    assert {(r["status"], r["compile"], r["sweep"]) for r in rows} == {
+        ("ok", "fullgraph", "compiled")
+    }, [r["reason"] for r in rows]
+    assert all(r["frozen_rows_identical"] and r["median_s"] > 0 for r in rows)

@@ -37,6 +37,9 @@ CI_CELLS = [
     ("split", "tied_output"),
     ("grad_zero", "bfloat16"),
     ("index_copy", "checkpoint"),
+    ("fused", "compile_fullgraph"),
+    ("split", "torch_func"),
+    ("grad_hook", "torch_func"),
 ]
 
 

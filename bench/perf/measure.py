@@ -65,7 +65,7 @@ class Training:
         self.position = (self.position + 1) % len(self.batches)
 
     def forward(self) -> Tensor:
-        return (self.model or self.module)(self.ids)
+        return (self.module if self.model is None else self.model)(self.ids)
 
     def forward_backward(self) -> None:
         loss = (self.forward() * self.coefficients).sum()
@@ -78,7 +78,7 @@ class Training:
     def step(self) -> None:
         self.zero_grad()
         self.forward_backward()
-        (self.optimizer_step or self.optimizer.step)()
+        (self.optimizer.step if self.optimizer_step is None else self.optimizer_step)()
 
     def next_batch_and_zero_grad(self) -> None:
         self.next_batch()

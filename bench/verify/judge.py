@@ -55,10 +55,12 @@ def judge_case(
         run = run_loop(loop)
     except impls.UnsupportedOption as error:
         return CaseVerdicts(unsupported=error_text(error))
-    except RuntimeError as error:
-        if "sparse" in str(error).lower() or "dense" in str(error).lower():
-            return CaseVerdicts(unsupported=error_text(error))
+    except Exception as error:
         if loop.wraps_in_a_tool:  # torch.compile / torch.func refusing the approach's code
+            return CaseVerdicts(unsupported=error_text(error))
+        if isinstance(error, RuntimeError) and any(
+            word in str(error).lower() for word in ("sparse", "dense")
+        ):
             return CaseVerdicts(unsupported=error_text(error))
         raise
     mask = case.trainable

@@ -147,9 +147,8 @@ def _loss(module, model, ids: Tensor, coefficients: Tensor, loop: Loop, step: in
 def _compiled(module: torch.nn.Module, loop: Loop):
     if not loop.compile:
         return module
-    # Every module call shares one code object, so the compilations of earlier cases (other
-    # modules, shapes, approaches) would count towards dynamo's recompile limit, which
-    # fullgraph=True turns into an error: each case starts from an empty cache.
+    # Each case is a new module with new shapes; without a reset, Dynamo's recompilations of
+    # the class's forward pile up across cases until fullgraph=True fails on the limit.
     torch._dynamo.reset()
     return torch.compile(module, backend=loop.compile, fullgraph=loop.fullgraph)
 

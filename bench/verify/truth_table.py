@@ -139,6 +139,15 @@ RULES: tuple[Rule, ...] = (
         "whatever its gradient, so zero-gradient rows decay",
     ),
     Rule(
+        {"grad_zero", "grad_hook"},
+        {"torch_func"},
+        {"P1"},
+        VIOLATED,
+        "the frozen rows' gradient is zeroed by a hook on the Parameter (grad_hook) or on its "
+        ".grad accumulation (grad_zero); torch.func.grad over functional_call runs neither, so "
+        "the frozen rows get their real gradient and train",
+    ),
+    Rule(
         {"grad_zero", "grad_hook", "freeze_all"},
         {"max_norm"},
         {"P1"},
