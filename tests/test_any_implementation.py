@@ -90,7 +90,12 @@ def test_a_module_never_seen_gets_its_matrix_from_the_command_line(tmp_path):
     faulty = cells[FAULTY, "adamw", "P1"]
     assert faulty["outcome"] == VIOLATED and faulty["expected"] == HOLDS
     assert faulty["raised"] is None and "frozen row" in faulty["detail"]
-    assert "frozen rows changed by" in printed_by(faulty["counterexample"])
+    shown = printed_by(faulty["counterexample"])  # pasted, it shows the violation
+    assert (
+        f"P1 (frozen rows stay bit-identical after every step) violated by approach {FAULTY!r}"
+        in (shown)
+    )
+    assert "frozen row 0 changed from" in shown
     assert cells[FAULTY, "sgd", "P1"]["outcome"] == HOLDS  # no decay: the zero gradient holds
     assert cells[FAULTY, "max_norm", "P1"]["outcome"] == VIOLATED  # renormalised in place
 
