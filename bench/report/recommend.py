@@ -291,27 +291,32 @@ class CaseAnswer:
 class Recipe:
     """A popular recipe (an implementation as people run it) judged for one setup.
 
-    ``unsafe``: the applicable checks it fails silently, grouped by reason (why it is unsafe
-    here); ``crashes``: those it fails by raising. It is safe for the setup when ``unsafe`` is
-    empty.
+    ``unsafe``: the applicable checks it violates silently, grouped by reason (why it is unsafe
+    here); ``refused``: those it cannot run (the setup is not open to it); ``crashes``: those it
+    violates by raising. It is unsafe for the setup when ``unsafe`` is not empty.
     """
 
     approach: str
     unsafe: list[Finding]
+    refused: list[Finding]
     crashes: list[Finding]
 
 
 def popular_recipes(verification: pd.DataFrame, check: SetupCheck) -> list[Recipe]:
     """Every implementation of origin ``peer`` in ``verification``, judged by ``check``."""
     peers = ordered_unique(verification.loc[verification["origin"] == PEER, "approach"])
-    return [
-        Recipe(
-            approach,
-            group_findings(check.failures.get(approach, [])),
-            group_findings([c for c in check.caveats.get(approach, []) if c.raised]),
+    recipes = []
+    for approach in peers:
+        failures = check.failures.get(approach, [])
+        recipes.append(
+            Recipe(
+                approach,
+                group_findings([c for c in failures if c.outcome == VIOLATED]),
+                group_findings([c for c in failures if c.outcome != VIOLATED]),
+                group_findings([c for c in check.caveats.get(approach, []) if c.raised]),
+            )
         )
-        for approach in peers
-    ]
+    return recipes
 
 
 @dataclass
