@@ -128,6 +128,8 @@ def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> 
 
     try:
         sampling.observe(worked_example())
+        for witness in scenario.witnesses():
+            sampling.observe(witness)
         examples = min(profile.examples, scenario.max_examples or profile.examples)
         find(scenario.cases(), never_found, settings=search_settings(examples, shrink=False))
     except (NoSuchExample, Unsatisfiable):
