@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 PRELOAD = ["torch", "impls", "bench.perf.measure", "peft.tuners.trainable_tokens.layer"]
@@ -45,10 +45,15 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"the case's process exited with code {exitcode} without a result"
 
 
-def run_isolated(function: Callable, *args: Any, timeout_s: float) -> Any:
-    """``function(*args)`` in a fresh process; its return value, or :class:`IsolatedFailure`."""
+def run_isolated(
+    function: Callable, *args: Any, timeout_s: float, preload: Sequence[str] = PRELOAD
+) -> Any:
+    """``function(*args)`` in a fresh process; its return value, or :class:`IsolatedFailure`.
+
+    ``preload`` counts only when this call starts the process's fork server (its first call).
+    """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(list(preload))
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(send, function, args), daemon=True)
     process.start()
