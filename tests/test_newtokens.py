@@ -162,6 +162,7 @@ def test_new_words_are_whole_words_the_tokenizer_cut_into_pieces():
     stories = corpus.read_stories(corpus.corpus_path())
     assert len(stories.train) == 240 and len(stories.held_out) == 60
     tokenizer = corpus.train_tokenizer(stories.train, 600)
+    assert tokenizer.eos_token_id == corpus.EOS_ID
     words = corpus.choose_new_words(tokenizer, stories.train, 4)
     assert all(len(tokenizer.tokenize(w)) >= corpus.MIN_PIECES for w in words)
     ids = corpus.add_words(tokenizer, words)

@@ -21,6 +21,8 @@ from torch import Tensor
 
 CORPUS_FILE = "lee_background.cor"
 SPECIAL_TOKENS = ("<unk>", "<pad>", "<eos>")
+EOS_ID = SPECIAL_TOKENS.index("<eos>")
+"""The trainer gives the special tokens the first ids, in order."""
 HELD_OUT_EVERY = 5
 """Story i is held out when i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1."""
 WORD = re.compile(r"[A-Za-z]+")

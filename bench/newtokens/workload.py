@@ -64,9 +64,13 @@ class ModelSpec:
         """The model from its config class, freshly initialised (seed it first)."""
         import transformers
 
+        # Its notices (the default loss chosen, how new rows are drawn) are not problems here.
+        transformers.logging.set_verbosity_error()
         if self.architecture == "gpt2":
             config = transformers.GPT2Config(
                 vocab_size=vocab_size,
+                bos_token_id=corpus.EOS_ID,
+                eos_token_id=corpus.EOS_ID,
                 n_positions=positions,
                 n_embd=self.hidden,
                 n_layer=self.layers,
@@ -75,6 +79,8 @@ class ModelSpec:
             return transformers.GPT2LMHeadModel(config)
         config = transformers.LlamaConfig(
             vocab_size=vocab_size,
+            bos_token_id=corpus.EOS_ID,
+            eos_token_id=corpus.EOS_ID,
             hidden_size=self.hidden,
             intermediate_size=self.intermediate or 4 * self.hidden,
             num_hidden_layers=self.layers,
