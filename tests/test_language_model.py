@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import io
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +30,7 @@ VOCAB = OLD_VOCAB + NEW_TOKENS
 NEW_IDS = torch.arange(OLD_VOCAB, VOCAB)
 FROZEN = torch.arange(VOCAB) < OLD_VOCAB
 STEPS = 3
+ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["gpt2", "llama"]
 EXACT = ["split", "fused"]
 
@@ -417,3 +420,21 @@ def test_a_checkpoint_that_does_not_match_the_model_is_refused(installed, change
         impls.load_trained_rows(model, checkpoint(**changes))
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items()), "nothing may be written"
+
+
+def newtokens_examples() -> list[str]:
+    """The README's examples that call train_only_rows (in NEWTOKENS_README.md until pasted)."""
+    blocks = []
+    for name in ("README.md", "NEWTOKENS_README.md"):
+        path = ROOT / name
+        if path.exists():
+            found = re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+            blocks += [block for block in found if "train_only_rows" in block]
+    return blocks
+
+
+def test_the_readme_example_adds_tokens_trains_saves_and_merges():
+    blocks = newtokens_examples()
+    assert blocks, "no README example calls impls.train_only_rows"
+    for block in blocks:
+        exec(compile(block, "README example", "exec"), {})
