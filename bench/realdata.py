@@ -36,7 +36,10 @@ from torch import Tensor, nn
 
 import impls
 from bench.common.environment import environment
+from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.results import ResultsFile
+from bench.common.schema import REALDATA, record
+from bench.common.text import positive_int
 from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
 from impls.vectors import EmbeddingInputs, load_vectors, read_vectors
 
@@ -186,30 +189,34 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
     seconds = time.perf_counter() - start
 
     merged = embedding.merged_weight()
-    frozen_change = (merged[~inputs.trainable] - workload.frozen_reference).abs()
+    frozen = ~inputs.trainable
+    frozen_change = (merged[frozen] - workload.frozen_reference).abs()
     changed = (merged[inputs.trainable] != workload.initial_trainable).any(dim=1)
-    return {
-        "approach": name,
-        "pretrained_rows": inputs.found,
-        "new_rows": int(inputs.trainable.sum()),
-        "frozen_rows_identical": torch.equal(merged[~inputs.trainable], workload.frozen_reference),
-        "new_rows_changed": int(changed.sum()),
-        "max_frozen_change": float(frozen_change.max()) if frozen_change.numel() else 0.0,
-        "test_accuracy": accuracy(model, workload.test_ids, workload.test_labels),
-        "train_accuracy": accuracy(model, workload.train_ids, workload.train_labels),
-        "seconds": seconds,
-        "epochs": epochs,
-        "optimizer": OPTIMIZER,
-        "learning_rate": LEARNING_RATE,
-        "weight_decay": WEIGHT_DECAY,
-        "batch_size": BATCH_SIZE,
-        "seed": seed,
-        "model": MODEL,
-        "train_sentences": len(workload.train_ids),
-        "test_sentences": len(workload.test_ids),
-        "refused": refused,
-        "env": environment(),
-    }
+    return record(
+        REALDATA,
+        approach=name,
+        pretrained_rows=inputs.found,
+        new_rows=int(inputs.trainable.sum()),
+        frozen_rows_identical=frozen_rows_identical(
+            workload.frozen_reference, merged[frozen], inputs.trainable[frozen]
+        ),
+        new_rows_changed=int(changed.sum()),
+        max_frozen_change=float(frozen_change.max()) if frozen_change.numel() else 0.0,
+        test_accuracy=accuracy(model, workload.test_ids, workload.test_labels),
+        train_accuracy=accuracy(model, workload.train_ids, workload.train_labels),
+        seconds=seconds,
+        epochs=epochs,
+        optimizer=OPTIMIZER,
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        batch_size=BATCH_SIZE,
+        seed=seed,
+        model=MODEL,
+        train_sentences=len(workload.train_ids),
+        test_sentences=len(workload.test_ids),
+        refused=refused,
+        env=environment(),
+    )
 
 
 @torch.no_grad()
@@ -229,11 +236,12 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def run_workload(approaches: list[str], epochs: int, seed: int = 0) -> list[dict]:
-    """One record per approach, all trained on the same workload."""
+def run_workload(approaches: list[str], epochs: int, seed: int = 0) -> Iterator[dict]:
+    """One record per approach, all trained on the same workload, each yielded as it finishes."""
     with one_thread():
         workload = build_workload(seed)
-        return [train_approach(name, workload, epochs, seed) for name in approaches]
+        for name in approaches:
+            yield train_approach(name, workload, epochs, seed)
 
 
 def format_table(records: list[dict]) -> str:
@@ -255,13 +263,6 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("reports"), help="directory for realdata.json/.csv"
@@ -279,11 +280,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    results = ResultsFile(args.out / "realdata.json", key=["approach"], resume=False)
-    with one_thread():
-        workload = build_workload(args.seed)
-        for name in args.approaches:
-            results.append(train_approach(name, workload, args.epochs, args.seed))
+    results = ResultsFile(args.out / REALDATA.filename, key=REALDATA.key, resume=False)
+    for finished in run_workload(args.approaches, args.epochs, args.seed):
+        results.append(finished)
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")
     return 0

@@ -43,15 +43,32 @@ class UnsupportedOption(ValueError):
     """Raised when an approach cannot honour an embedding option; names both."""
 
 
+TORCH_TOOLS = ("compile_fullgraph", "compile_fullgraph_backward", "vmap", "grad", "jvp")
+"""The PyTorch tools a lookup is expected to work under (the keys of ``torch_tools_limits``).
+
+- ``compile_fullgraph``: ``torch.compile(fullgraph=True)`` of forward and loss; AOTAutograd
+  compiles the backward from the same graph. Every shape is fixed by the ids' shape (no host
+  synchronisation) and training reaches what eager training reaches.
+- ``compile_fullgraph_backward``: the same with ``loss.backward()`` traced into the graph
+  (``torch._dynamo.config.trace_autograd_ops = True``, experimental in torch 2.13).
+- ``vmap``, ``grad``, ``jvp``: ``torch.func``'s transforms, the last two of
+  ``torch.func.functional_call``; each agrees with eager autograd and with ``F.embedding`` on the
+  effective table.
+"""
+
+
 class PartiallyFrozenEmbedding(nn.Module):
     """An embedding table whose rows outside ``trainable_mask`` never change.
 
-    Subclasses set ``name`` (the registry key) and ``refused_options`` (option -> why it cannot be
-    honoured); ``from_pretrained`` refuses those options before anything is allocated.
+    Subclasses set ``name`` (the registry key), ``refused_options`` (option -> why it cannot be
+    honoured; ``from_pretrained`` refuses those options before anything is allocated) and
+    ``torch_tools_limits`` (a tool of :data:`TORCH_TOOLS` -> why the approach's technique cannot
+    work under it; every tool not listed works and gives what eager autograd gives).
     """
 
     name: ClassVar[str]
     refused_options: ClassVar[dict[str, str]] = {}
+    torch_tools_limits: ClassVar[dict[str, str]] = {}
 
     trainable_mask: Tensor
     trainable_ids: Tensor
@@ -61,6 +78,8 @@ class PartiallyFrozenEmbedding(nn.Module):
         super().__init__()
         self.options = options
         self.num_embeddings, self.embedding_dim = weight.shape
+        # Read once here, so that no lookup has to ask the device how many rows train.
+        self.num_trainable = int(trainable_mask.sum())
         self.register_buffer("trainable_mask", trainable_mask)
         self.register_buffer("trainable_ids", trainable_mask.nonzero().squeeze(1))
         self.register_buffer("frozen_ids", (~trainable_mask).nonzero().squeeze(1))
@@ -187,21 +206,38 @@ class PartiallyFrozenEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.active().items())
-        trainable = int(self.trainable_mask.sum())
+        trainable = self.num_trainable
         return f"{self.num_embeddings}, {self.embedding_dim}, trainable={trainable}" + (
             f", {options}" if options else ""
         )
 
 
 class WholeTableParameter(PartiallyFrozenEmbedding):
-    """Shared shape of the approaches that keep the entire ``(V, D)`` table as one parameter."""
+    """Shared shape of the approaches that keep the entire ``(V, D)`` table as one parameter.
+
+    ``enforces_trainable_mask`` is False only for the control that trains every row anyway.
+    """
+
+    enforces_trainable_mask: ClassVar[bool] = True
 
     def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):
         super().__init__(weight, trainable_mask, options)
         self.weight = nn.Parameter(weight)
+        # torch's sparse embedding backward refuses scale_grad_by_freq. When no row may train the
+        # gradient is not needed, so the table is read detached, as a frozen nn.Embedding reads
+        # it, and the rest of the model trains instead of backward failing.
+        self.reads_table_detached = (
+            self.enforces_trainable_mask
+            and self.num_trainable == 0
+            and options.sparse
+            and options.scale_grad_by_freq
+        )
 
     def lookup(self, ids: Tensor) -> Tensor:
-        return self.embed(ids, self.effective_weight(), self.options.padding_idx)
+        table = self.effective_weight()
+        if self.reads_table_detached:
+            table = table.detach()
+        return self.embed(ids, table, self.options.padding_idx)
 
     def effective_weight(self) -> Tensor:
         return self.weight
@@ -210,18 +246,43 @@ class WholeTableParameter(PartiallyFrozenEmbedding):
         return self.weight, self.trainable_ids
 
 
+def renorm_scale(rows: Tensor, max_norm: float, norm_type: float) -> Tensor:
+    """The factor ``F.embedding``'s ``max_norm`` multiplies each row by, shape ``(..., 1)``:
+    ``max_norm / (norm + 1e-7)`` where ``norm > max_norm``, else 1 (which leaves a row's bits
+    unchanged)."""
+    norms = rows.norm(p=norm_type, dim=-1, keepdim=True)
+    return torch.where(norms > max_norm, max_norm / (norms + 1e-7), torch.ones_like(norms))
+
+
 def renormed(rows: Tensor, max_norm: float | None, norm_type: float) -> Tensor:
     """Out-of-place version of ``F.embedding``'s ``max_norm`` rescaling of looked-up rows.
 
     ``F.embedding`` rescales the *table* in place, which would write into frozen rows; applying the
-    same scale (``max_norm / (norm + 1e-7)`` where ``norm > max_norm``) to the gathered copy gives
-    the same output while leaving the frozen table untouched.
+    same scale to the gathered copy gives the same output while leaving the frozen table untouched.
     """
     if max_norm is None:
         return rows
-    norms = rows.norm(p=norm_type, dim=-1, keepdim=True)
-    scale = torch.where(norms > max_norm, max_norm / (norms + 1e-7), torch.ones_like(norms))
-    return rows * scale
+    return rows * renorm_scale(rows, max_norm, norm_type)
+
+
+@torch.no_grad()
+def renorm_looked_up_rows_(
+    table: Tensor, rows: Tensor, looked_up: Tensor, max_norm: float, norm_type: float
+) -> None:
+    """``torch.embedding_renorm_(table, rows[looked_up], ...)`` without selecting by the mask.
+
+    Selecting the looked-up rows would give a tensor whose size depends on the data (a host
+    synchronisation on CUDA, a data-dependent shape under ``torch.compile``). Instead every token
+    computes its row's factor (1 where ``looked_up`` is False), each row takes the smallest factor
+    of its tokens (all of a row's looked-up tokens agree), and the table is multiplied by it:
+    O(n·D).
+    """
+    token_scale = renorm_scale(table.index_select(0, rows), max_norm, norm_type).squeeze(-1)
+    token_scale = torch.where(looked_up, token_scale, torch.ones_like(token_scale))
+    row_scale = token_scale.new_ones(table.shape[0]).scatter_reduce(
+        0, rows, token_scale, reduce="amin"
+    )
+    table.mul_(row_scale.unsqueeze(-1))
 
 
 DENSE_REBUILD_REFUSES_SPARSE = (

@@ -14,3 +14,4 @@ class Full(WholeTableParameter):
     """Every row is a parameter; ``trainable_mask`` is recorded but not enforced."""
 
     name = "full"
+    enforces_trainable_mask = False

@@ -2,119 +2,157 @@
 
 Where from: built here as the fast path. ``split`` already keeps the frozen rows in a buffer and
 the n trainable rows in an ``(n, D)`` parameter; its lookup spends most of a step in extra passes
-(a boolean ``index_put`` over T×D, an ``F.embedding`` backward that sorts the trainable ids). This
-lookup is one custom ``torch.autograd.Function``: forward gathers all T rows from the frozen
-buffer, then overwrites only the h tokens that hit trainable rows; backward selects those h rows
-of the incoming gradient and ``index_add``s them into a fresh ``(n, D)`` gradient.
-Cost per step: forward O(T·D) gather + O(T) id mapping + O(h·D) overwrite; backward O(h·D) plus
+(an ``F.embedding`` backward that sorts the trainable ids). Here the trainable tokens go through
+one custom ``torch.autograd.Function``: forward gathers all T rows from the frozen buffer and
+selects, token by token, the trainable row instead where there is one; backward masks the
+incoming gradient to those tokens and ``index_add``s it into a fresh ``(n, D)`` gradient.
+Cost per step: forward O(T·D) gathers + O(T) id mapping + O(T·D) select; backward O(T·D) plus
 O(n·D) to zero the dense gradient; optimizer O(n·D). Nothing V-sized is allocated, nothing sorts
-the T ids. One host sync per step (``nonzero`` sizes the h hit tokens).
-Optimizer: any ``torch.optim`` optimizer; the setting decides the step time. At V=400,000,
-D=300, T=4,096, n=4,000, AdamW, on a shared 2-core CPU: ``AdamW(fused=True)`` 0.6-0.8 ms a step
-(one pass over parameter, gradient and both moments; the 19 MB of them stay in cache), torch's
-default AdamW 2.5-3 ms and ``foreach=True`` 2.2-2.6 ms (about ten passes each, and each pass a
-parallel region that stalls when other processes hold the cores); PEFT's trainable tokens takes
-about 450 ms and the zero-gradient answer about 1 s.
+the T ids, and every shape is fixed by the ids' shape: no host synchronisation, and the step
+compiles with ``torch.compile(fullgraph=True)`` (``padding_idx``, ``max_norm`` and
+``scale_grad_by_freq`` included).
+Optimizer: any ``torch.optim`` optimizer; the setting decides the step time (``AdamW(fused=True)``
+makes one pass over parameter, gradient and both moments, the default and ``foreach=True`` about
+ten; measured times are in the benchmark results, not here).
 Lazy updates (``sparse=True``): backward emits a row-sparse ``(n, D)`` gradient holding only the h
-hit tokens. With ``torch.optim.SparseAdam`` only the rows seen in the batch change, moments
-included: O(h·D) optimizer cost (0.35-0.45 ms a step above, whatever n), but *not* the dense
-AdamW trajectory (unseen rows neither decay nor keep moving on their momentum). It equals
-``split`` with ``sparse=True`` and SparseAdam.
-On CUDA ``nonzero`` makes the step wait for the device once, and ``index_add`` sums repeated ids
-with atomics (in no fixed order).
+tokens of trainable rows. With ``torch.optim.SparseAdam`` only the rows seen in the batch change,
+moments included: O(h·D) optimizer cost whatever n, but *not* the dense AdamW trajectory (unseen
+rows neither decay nor keep moving on their momentum). It equals ``split`` with ``sparse=True`` and
+SparseAdam. Its size h is known only from the data, so this one path selects by mask (a host
+synchronisation on CUDA) — and torch.compile does not trace sparse gradients anyway.
+On CUDA ``index_add`` sums repeated ids with atomics (in no fixed order).
+torch.func: the Function is in the ``setup_context`` form, with a generated vmap rule and a
+``jvp``, so ``vmap``, ``grad`` and ``jvp`` work. Dynamo refuses to trace a Function that defines
+``jvp``, so under ``torch.compile`` the same Function without it is applied.
 Options: as ``split`` (same buffers, parameter and state-dict keys, so checkpoints move between
-the two): ``max_norm`` renormalises hit trainable rows in place and frozen rows only in the copy;
-``padding_idx`` zeroes the gradient of tokens on a trainable padding row; ``scale_grad_by_freq``
-divides each token's gradient by its id's count in the batch.
-Breaks: ``sparse`` with ``scale_grad_by_freq`` is refused at construction (torch's sparse
-embedding backward raises for it, so ``split`` fails at its first backward instead).
+the two): ``max_norm`` renormalises looked-up trainable rows in place and frozen rows only in the
+copy; ``padding_idx`` zeroes the gradient of tokens on a trainable padding row;
+``scale_grad_by_freq`` divides each token's gradient by its id's count in the batch.
+Breaks: ``sparse`` with ``scale_grad_by_freq`` is refused at construction when a row may train
+(torch's sparse embedding backward raises for it, so ``split`` fails at its first backward
+instead); with no trainable row nothing needs a gradient and it trains like a frozen nn.Embedding.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from .base import EmbeddingOptions, UnsupportedOption, renormed
+from .base import EmbeddingOptions, UnsupportedOption
 from .split import Split
 
 
-class FusedLookup(torch.autograd.Function):
-    """``out[t] = trainable[hit_rows[k]] if t == hit_positions[k] else frozen[ids[t]]``."""
+class TrainableOverwrite(torch.autograd.Function):
+    """``out[t] = trainable[local[t]] if local[t] >= 0 else frozen_rows[t]``, with the gradient
+    of ``F.embedding`` on the trainable rows (``padding_idx``, ``scale_grad_by_freq``, ``sparse``).
+
+    ``local`` is each token's row in ``trainable`` or -1; tokens of frozen rows read row 0 and are
+    discarded, so every shape is fixed by T. This class has no ``jvp`` because Dynamo refuses to
+    trace a Function that defines one; :class:`TrainableOverwriteWithJvp` adds it outside
+    ``torch.compile``.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(
-        ctx,
-        trainable_weight: Tensor,
-        frozen_weight: Tensor,
-        flat_ids: Tensor,
-        hit_positions: Tensor,
-        hit_rows: Tensor,
+        trainable: Tensor,
+        frozen_rows: Tensor,
+        local: Tensor,
         options: EmbeddingOptions,
         local_padding_idx: int | None,
     ) -> Tensor:
-        out = renormed(frozen_weight.index_select(0, flat_ids), options.max_norm, options.norm_type)
-        out.index_copy_(0, hit_positions, trainable_weight.index_select(0, hit_rows))
-        ctx.save_for_backward(hit_positions, hit_rows)
-        ctx.num_trainable = trainable_weight.shape[0]
-        ctx.options, ctx.local_padding_idx = options, local_padding_idx
-        return out
+        trained = trainable.index_select(0, local.clamp(min=0))
+        return torch.where((local >= 0).unsqueeze(-1), trained, frozen_rows)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        hit_positions, hit_rows = ctx.saved_tensors
-        options, pad = ctx.options, ctx.local_padding_idx
-        grad_rows = grad_out.index_select(0, hit_positions)
-        shape = (ctx.num_trainable, grad_out.shape[1])
-        if options.sparse:
-            if pad is not None:
-                kept = hit_rows != pad
-                hit_rows, grad_rows = hit_rows[kept], grad_rows[kept]
-            grad = torch.sparse_coo_tensor(
-                hit_rows.unsqueeze(0), grad_rows, shape, check_invariants=False
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        trainable, _, local, options, local_padding_idx = inputs
+        ctx.save_for_backward(local)
+        ctx.save_for_forward(local)
+        ctx.num_trainable = trainable.shape[0]
+        ctx.options, ctx.local_padding_idx = options, local_padding_idx
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor):
+        (local,) = ctx.saved_tensors
+        grad_trainable = grad_frozen = None
+        if ctx.needs_input_grad[0]:
+            grad_trainable = trainable_gradient(
+                grad_out, local, ctx.num_trainable, ctx.options, ctx.local_padding_idx
             )
-            return grad, None, None, None, None, None, None
-        if pad is not None:
-            grad_rows.masked_fill_((hit_rows == pad).unsqueeze(1), 0)
-        if options.scale_grad_by_freq:
-            counts = grad_rows.new_zeros(shape[0]).index_add_(
-                0, hit_rows, grad_rows.new_ones(hit_rows.shape)
-            )
-            grad_rows.div_(counts.index_select(0, hit_rows).unsqueeze(1))
-        grad = grad_rows.new_zeros(shape).index_add_(0, hit_rows, grad_rows)
-        return grad, None, None, None, None, None, None
+        if ctx.needs_input_grad[1]:  # only if someone differentiates the frozen buffer itself
+            hit = (local >= 0).unsqueeze(-1)
+            grad_frozen = torch.where(hit, torch.zeros_like(grad_out), grad_out)
+        return grad_trainable, grad_frozen, None, None, None
+
+
+class TrainableOverwriteWithJvp(TrainableOverwrite):
+    """:class:`TrainableOverwrite` with forward-mode AD (``torch.func.jvp``, ``forward_ad``)."""
+
+    @staticmethod
+    def jvp(ctx: Any, trainable_tangent, frozen_tangent, *_):
+        # As for F.embedding, the forward-mode derivative is the lookup itself, applied to the
+        # tangents: padding and frequency scaling shape only the backward.
+        (local,) = ctx.saved_tensors
+        trained, frozen = None, frozen_tangent
+        if trainable_tangent is not None:
+            trained = trainable_tangent.index_select(0, local.clamp(min=0))
+        # jvp is called only when some input has a tangent, so at most one of them is None.
+        trained = torch.zeros_like(frozen) if trained is None else trained
+        frozen = torch.zeros_like(trained) if frozen is None else frozen
+        return torch.where((local >= 0).unsqueeze(-1), trained, frozen)
+
+
+def trainable_gradient(
+    grad_out: Tensor,
+    local: Tensor,
+    num_trainable: int,
+    options: EmbeddingOptions,
+    local_padding_idx: int | None,
+) -> Tensor:
+    """The ``(n, D)`` gradient ``F.embedding`` would give the trainable rows for these tokens.
+
+    Out-of-place throughout, so the generated vmap rule can batch it.
+    """
+    rows = local.clamp(min=0)
+    kept = local >= 0
+    if local_padding_idx is not None:
+        kept = kept & (local != local_padding_idx)
+    shape = (num_trainable, grad_out.shape[-1])
+    if options.sparse:
+        # Only rows the batch looks up may appear, or SparseAdam would move the others, so the
+        # sparse gradient's size comes from the data: the one selection by mask in this module.
+        return torch.sparse_coo_tensor(
+            rows[kept].unsqueeze(0), grad_out[kept], shape, check_invariants=False
+        )
+    grad_rows = torch.where(kept.unsqueeze(-1), grad_out, torch.zeros_like(grad_out))
+    if options.scale_grad_by_freq:
+        counts = grad_out.new_zeros(num_trainable).index_add(0, rows, kept.to(grad_out.dtype))
+        grad_rows = grad_rows / counts.index_select(0, rows).clamp(min=1).unsqueeze(-1)
+    return grad_out.new_zeros(shape).index_add(0, rows, grad_rows)
 
 
 class Fused(Split):
-    """``split``'s buffers and parameter, looked up by :class:`FusedLookup`."""
+    """``split``'s buffers and parameter, looked up by :class:`TrainableOverwrite`."""
 
     name = "fused"
 
     def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):
-        if options.sparse and options.scale_grad_by_freq:
+        if options.sparse and options.scale_grad_by_freq and trainable_mask.any():
             raise UnsupportedOption(
                 f"approach {self.name!r} does not support sparse=True together with "
-                "scale_grad_by_freq=True: torch has no sparse embedding gradient scaled by "
-                "frequency"
+                "scale_grad_by_freq=True when any row is trainable: torch has no sparse embedding "
+                "gradient scaled by frequency"
             )
         super().__init__(weight, trainable_mask, options)
 
-    def lookup(self, ids: Tensor) -> Tensor:
-        flat = ids.reshape(-1)
-        local = self.local_index.index_select(0, flat)
-        hit_positions = (local >= 0).nonzero().squeeze(1)
-        hit_rows = local.index_select(0, hit_positions)
-        o = self.options
-        if o.max_norm is not None:
-            with torch.no_grad():
-                torch.embedding_renorm_(self.trainable_weight, hit_rows, o.max_norm, o.norm_type)
-        out = FusedLookup.apply(
-            self.trainable_weight,
-            self.frozen_weight,
-            flat,
-            hit_positions,
-            hit_rows,
-            o,
-            self.local_padding_idx,
+    def overwrite_trainable_tokens(self, frozen_rows: Tensor, local: Tensor) -> Tensor:
+        function = (
+            TrainableOverwrite if torch.compiler.is_compiling() else TrainableOverwriteWithJvp
         )
-        return out.view(*ids.shape, self.embedding_dim)
+        return function.apply(
+            self.trainable_weight, frozen_rows, local, self.options, self.local_padding_idx
+        )

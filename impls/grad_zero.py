@@ -10,7 +10,9 @@ Breaks: a zero gradient is not "no update". Weight decay (AdamW's default 0.01, 
 ``weight_decay`` on SGD/Adam) and momentum-free decoupled terms still move frozen rows; factored
 optimizers such as Adafactor mix row statistics. ``sparse=True`` is refused: a sparse gradient
 cannot be index-assigned (``TypeError: Cannot assign to a sparse tensor``). ``max_norm``
-renormalises frozen rows in place during forward.
+renormalises frozen rows in place during forward. The hook runs only when autograd's engine
+accumulates into ``.grad``: ``torch.func.grad`` and a backward traced by ``torch.compile`` bypass it
+(see ``torch_tools_limits``).
 """
 
 from torch import Tensor, nn
@@ -25,6 +27,13 @@ class GradZero(WholeTableParameter):
     refused_options = {
         "sparse": "its gradient rows are zeroed by index assignment, which torch does not "
         "allow on a sparse gradient (TypeError: Cannot assign to a sparse tensor)"
+    }
+    torch_tools_limits = {
+        "grad": "the frozen rows' gradient is zeroed by a post-accumulate-grad hook, which runs "
+        "only when autograd's engine accumulates into .grad; torch.func.grad returns it unzeroed",
+        "compile_fullgraph_backward": "a backward traced into the graph accumulates .grad itself "
+        "without running the post-accumulate-grad hook, so frozen rows get their real gradient "
+        "and train",
     }
 
     def __init__(self, weight: Tensor, trainable_mask: Tensor, options: EmbeddingOptions):

@@ -8,12 +8,21 @@ caller's id tensor in place, calls ``.copy()`` on a tensor, omits ``super().__in
 assumes pretrained ids come first. Here any set of rows may train: a ``local_index`` buffer maps
 each global id to its row in the trainable parameter (-1 for frozen), and nothing is written to
 the ids.
-Cost per step: forward one O(T·D) gather from the frozen buffer, one gather of the trainable
-tokens and an O(T·D) scatter of them into the output; backward and optimizer O(n·D) (dense) or
-O(T·D) (``sparse=True``). Nothing is O(V) except the buffers themselves.
-Options: ``max_norm`` renormalises trainable rows in place (as nn.Embedding does) but frozen rows
-only in the looked-up copy, so frozen rows never change; ``scale_grad_by_freq`` counts only the
-trainable tokens, which equals the global count because every occurrence of a trainable id is one.
+Cost per step: forward one O(T·D) gather from the frozen buffer, one from the trainable parameter
+(tokens of frozen rows read row 0 and are discarded) and an O(T·D) select between them; backward
+and optimizer O(n·D) (dense) or O(T·D) (``sparse=True``). Nothing is O(V) except the buffers.
+Every shape is fixed by the ids' shape, so the step needs no host synchronisation and compiles
+with ``torch.compile(fullgraph=True)`` — except with ``scale_grad_by_freq`` or ``sparse``: torch
+derives those gradients from exactly the ids ``F.embedding`` is given, so the trainable tokens are
+selected by a boolean mask, whose size only the data knows (a host synchronisation on CUDA, no
+``vmap``, and with ``sparse`` no ``torch.compile``; ``fused`` has none of these limits except
+the last).
+Options: ``max_norm`` renormalises looked-up trainable rows in place (as nn.Embedding does, here
+by an O(n·D) fixed-shape rescale) but frozen rows only in the looked-up copy, so frozen rows never
+change; ``scale_grad_by_freq`` counts only the trainable tokens, which equals the global count
+because every occurrence of a trainable id is one. With no trainable row, the lookup is the frozen
+gather alone and needs no gradient, so ``sparse`` with ``scale_grad_by_freq`` trains the rest of a
+model as a frozen nn.Embedding does.
 Output layer (``project``, for a language model's tied or untied output layer): the logits are
 one ``(V, D)`` matmul with ``frozen_weight``, whose trainable rows are first refreshed from the
 parameter (an O(n·D) copy; the lookup never reads those rows, it overwrites them), so nothing
@@ -27,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import EmbeddingOptions, PartiallyFrozenEmbedding, renormed
+from .base import EmbeddingOptions, PartiallyFrozenEmbedding, renorm_looked_up_rows_, renormed
 
 
 class Split(PartiallyFrozenEmbedding):
@@ -54,13 +63,34 @@ class Split(PartiallyFrozenEmbedding):
 
     def lookup(self, ids: Tensor) -> Tensor:
         flat = ids.reshape(-1)
-        local = self.local_index[flat]
+        o = self.options
+        out = renormed(self.frozen_weight.index_select(0, flat), o.max_norm, o.norm_type)
+        if self.num_trainable:
+            local = self.local_index.index_select(0, flat)
+            if o.max_norm is not None:
+                renorm_looked_up_rows_(
+                    self.trainable_weight, local.clamp(min=0), local >= 0, o.max_norm, o.norm_type
+                )
+            out = self.overwrite_trainable_tokens(out, local)
+        return out.view(*ids.shape, self.embedding_dim)
+
+    def overwrite_trainable_tokens(self, frozen_rows: Tensor, local: Tensor) -> Tensor:
+        """``frozen_rows`` with each token whose ``local`` row is not -1 read from the parameter."""
         hit = local >= 0
         o = self.options
-        out = renormed(self.frozen_weight[flat], o.max_norm, o.norm_type)
-        trained = self.embed(local[hit], self.trainable_weight, padding_idx=self.local_padding_idx)
-        out = out.index_put((hit,), trained)
-        return out.view(*ids.shape, self.embedding_dim)
+        if o.scale_grad_by_freq or o.sparse:
+            trained = F.embedding(
+                local[hit],
+                self.trainable_weight,
+                padding_idx=self.local_padding_idx,
+                scale_grad_by_freq=o.scale_grad_by_freq,
+                sparse=o.sparse,
+            )
+            return frozen_rows.index_put((hit,), trained)
+        trained = F.embedding(
+            local.clamp(min=0), self.trainable_weight, padding_idx=self.local_padding_idx
+        )
+        return torch.where(hit.unsqueeze(-1), trained, frozen_rows)
 
     def effective_weight(self) -> Tensor:
         return self.frozen_weight.index_put((self.trainable_ids,), self.trainable_weight)

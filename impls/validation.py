@@ -90,18 +90,39 @@ def check_max_norm(max_norm: object) -> float | None:
 
 
 def check_ids(ids: object, num_rows: int, device: torch.device) -> Tensor:
-    """Token ids must be an integer tensor on the table's device with values in ``[0, V)``."""
+    """Token ids must be an integer tensor on the table's device with values in ``[0, V)``.
+
+    Type, dtype and device are metadata and always checked. The range needs the values, so it is
+    checked only where reading them is free (see :func:`values_are_free_to_read`); elsewhere the
+    lookup's own gather rejects a bad id, as in ``nn.Embedding``.
+    """
     if not isinstance(ids, Tensor):
         raise TypeError(f"ids: expected an integer torch.Tensor, got {type(ids).__name__}")
     if ids.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"ids: expected dtype torch.int64 or torch.int32, got {ids.dtype}")
     if ids.device != device:
         raise ValueError(f"ids: expected a tensor on the table's device {device}, got {ids.device}")
-    if ids.numel():
-        low, high = ids.min().item(), ids.max().item()
+    if ids.numel() and values_are_free_to_read(ids):
+        low, high = torch.aminmax(ids)
         if low < 0 or high >= num_rows:
-            bad = low if low < 0 else high
+            bad = int(low if low < 0 else high)
             raise IndexError(
                 f"ids: token id {bad} is out of range; expected ids in [0, {num_rows})"
             )
     return ids
+
+
+def values_are_free_to_read(tensor: Tensor) -> bool:
+    """Whether Python may look at ``tensor``'s values without cost or breaking a transform.
+
+    Only a plain CPU tensor in eager mode qualifies. On CUDA a read waits for the device (a host
+    synchronisation every step, and no CUDA-graph capture); under ``torch.compile`` it is a
+    data-dependent guard that breaks the graph; a fake tensor (tracing) has no values, and a
+    functorch-wrapped one (``vmap``'s batched tensors) refuses ``.item()``.
+    """
+    return (
+        tensor.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and type(tensor) is Tensor
+        and not torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+    )

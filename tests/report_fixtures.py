@@ -25,16 +25,18 @@ ENV = {
     "date": "2025-11-25T04:00:00+00:00",
 }
 
-# scenario -> (group, params, properties); params as ``bench verify`` records them: a named
-# optimizer configuration, its torch class and its keyword arguments.
+# scenario -> (group, weight decay, params, properties); params as ``bench verify`` records them:
+# a named optimizer configuration, its torch class and its keyword arguments.
 SCENARIOS = {
     "adamw": (
         "optimizer",
+        0.01,
         {"optimizer": "adamw", "optimizer_class": "AdamW", "optimizer_kwargs": {}, "options": {}},
         ("P1", "P2", "P3"),
     ),
     "sgd_momentum": (
         "optimizer",
+        0.0,
         {
             "optimizer": "sgd_momentum",
             "optimizer_class": "SGD",
@@ -45,11 +47,13 @@ SCENARIOS = {
     ),
     "max_norm": (
         "option",
+        0.0,
         {"optimizer": "adam", "optimizer_class": "Adam", "options": {"max_norm": 1.0}},
         ("P1",),
     ),
     "ddp": (
         "distributed",
+        0.0,
         {"optimizer": "adam", "optimizer_class": "Adam", "optimizer_kwargs": {}, "options": {}},
         ("P1", "P7"),
     ),
@@ -81,7 +85,7 @@ def verification_records(extra: Mapping[tuple[str, str, str], tuple] | None = No
     approaches = list(dict.fromkeys([*APPROACHES, *(a for a, _, _ in cells)]))
     records = []
     for approach in approaches:
-        for scenario, (group, params, properties) in SCENARIOS.items():
+        for scenario, (group, decay, params, properties) in SCENARIOS.items():
             for property_name in properties:
                 outcome, expected, explanation, detail = cells.get(
                     (approach, scenario, property_name), ("holds", "holds", "", None)
@@ -102,6 +106,8 @@ def verification_records(extra: Mapping[tuple[str, str, str], tuple] | None = No
                         else None,
                         "max_abs_change": 0.004 if violated else 0.0,
                         "detail": detail,
+                        "weight_decay": decay,
+                        "sparse_gradients": False,
                         "params": params,
                         "env": ENV,
                     }
@@ -163,6 +169,10 @@ def measured(row: dict, phase: str, seconds: float) -> dict:
         "fraction_of_bound": bound_bytes / bandwidth / seconds,
         "allreduce_bytes": None,
         "frozen_rows_identical": row["approach"] != "full",
+        "threads": 2,
+        "load_before": 0.05,
+        "noisy": False,
+        "attempts": 1,
         "env": ENV,
     }
 
@@ -189,6 +199,8 @@ def results_records(headline_step_s: Mapping[str, float] = HEADLINE_STEP_S) -> l
             records.append(
                 measured(case(approach, 400_000, "fraction", fraction), "step", 0.006 * scale)
             )
+    compiled = {**case("split", 400_000, "compiled"), "compile": "fullgraph"}
+    records.append(measured(compiled, "step", headline_step_s["split"] * 0.8))
     for approach in ("grad_zero", "split"):
         ddp = measured(case(approach, 10_000, "ddp"), "ddp_step", 0.05)
         ddp["allreduce_bytes"] = 4 * D * (10_000 if approach == "grad_zero" else 100)

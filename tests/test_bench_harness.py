@@ -4,6 +4,7 @@ process, the PEFT peer and the command line. No assertion reads a wall-clock val
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ from torch import nn
 
 import impls
 from bench.__main__ import main as bench_main
+from bench.common.load import ATTEMPTS, BUSY_CORES, SPREAD, busy_cores, is_noisy, spread
+from bench.common.peak_memory import PeakMeter
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.perf.bound import bound_bytes, bound_fields
 from bench.perf.cases import (
@@ -30,8 +33,8 @@ from bench.perf.cases import (
 )
 from bench.perf.command import run_benchmarks
 from bench.perf.ddp import ddp_cases, measured_row, skip_reason
-from bench.perf.measure import build_training, estimate_memory, frozen_rows_identical
-from bench.perf.memory import PeakMeter, persistent_bytes, transient_bytes
+from bench.perf.measure import build_training, estimate_memory, frozen_rows_kept
+from bench.perf.memory import persistent_bytes, transient_bytes
 from bench.perf.peers import PeftTrainableTokens
 from bench.perf.timing import RoundsPolicy, time_phase
 from impls.base import UnsupportedOption
@@ -303,7 +306,7 @@ def test_peft_peer_matches_embedding_and_keeps_frozen_rows_through_training():
         training.step()
     after = training.module.merged_weight()
     trainable = training.module.trainable_mask
-    assert frozen_rows_identical(training.module, case)
+    assert frozen_rows_kept(training.module, case)
     assert not torch.equal(after[trainable], before[trainable])
     assert [n for n, p in training.module.named_parameters() if p.requires_grad] == [
         "layer.trainable_tokens_delta.default"
@@ -320,7 +323,7 @@ def test_frozen_rows_check_sees_a_changed_frozen_row():
     training = build_training(Split, case)
     frozen_row = int(training.module.frozen_ids[0])
     training.module.frozen_weight[frozen_row, 0] += 1.0
-    assert not frozen_rows_identical(training.module, case)
+    assert not frozen_rows_kept(training.module, case)
 
 
 def test_ddp_rows_skip_the_peer_and_carry_measurements():
@@ -329,12 +332,17 @@ def test_ddp_rows_skip_the_peer_and_carry_measurements():
     )
     assert "impls.APPROACHES" in skip_reason(peer, memory_budget=None)
     assert "no parameter requires a gradient" in skip_reason(frozen, memory_budget=None)
-    assert "for 2 ranks > 1024 B budget" in skip_reason(split, memory_budget=1_024)
+    assert "for 2 ranks > 1 KiB budget" in skip_reason(split, memory_budget=1_024)
     assert skip_reason(split, memory_budget=None) is None
     row = measured_row(
         split,
         {"error": None, "median_s": 0.5, "iqr_s": 0.1, "steps": 5, "allreduce_bytes": 123,
-         "frozen_rows_identical": True},
+         "frozen_rows_identical": True, "peak_bytes": 4096, "peak_method": "vmhwm_after_build",
+         "threads_per_rank": 1},
+        load_before=0.1,
+    )  # fmt: skip
+    assert (row["peak_bytes"], row["threads"], row["load_before"], row["noisy"]) == (
+        4096, 1, 0.1, False,
     )  # fmt: skip
     assert (row["phase"], row["status"], row["allreduce_bytes"], row["rounds"]) == (
         "ddp_step", "ok", 123, 5,
@@ -404,3 +412,58 @@ def test_a_profile_restricted_to_sweeps_keeps_only_their_points():
     assert full.only(["headline", "ddp"]).ddp == full.ddp
     with pytest.raises(ValueError, match=r"sweeps: 'nope' is not a sweep of profile 'full'"):
         full.only(["nope"])
+
+
+# --- a busy machine -----------------------------------------------------------------------------
+
+
+def test_the_noise_rule_flags_load_or_spread_and_nothing_else():
+    assert not is_noisy(0.1, [0.05, 0.2])
+    assert is_noisy(BUSY_CORES + 0.1, [0.0])
+    assert is_noisy(None, [0.0, SPREAD * 1.5])
+    assert not is_noisy(None, [None])
+    assert spread(0.0, 1.0) is None and spread(2.0, 0.5) == 0.25
+
+
+def test_busy_cores_reads_the_machine_between_zero_and_every_core():
+    load = busy_cores(0.05)
+    assert load is None or 0.0 <= load <= os.cpu_count(), load
+
+
+def test_rows_record_threads_load_and_noise_and_a_noisy_case_is_measured_again(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("bench.perf.command.busy_cores", lambda: BUSY_CORES * 4)
+    assert bench_main(
+        ["run", "--profile", "smoke", "--approaches", "split", "--threads", "1",
+         "--sweeps", "headline", "--out", str(tmp_path)]
+    ) == 0  # fmt: skip
+    rows = [r for r in read_rows(tmp_path) if r["status"] == "ok"]
+    assert rows
+    for row in rows:
+        assert row["threads"] == 1, row
+        assert row["load_before"] == BUSY_CORES * 4 and row["noisy"] is True, row
+        assert row["attempts"] == ATTEMPTS, row
+
+
+def test_a_quiet_case_is_measured_once(tmp_path, monkeypatch):
+    monkeypatch.setattr("bench.perf.command.busy_cores", lambda: 0.0)
+    monkeypatch.setattr("bench.perf.command.is_noisy", lambda load, spreads: False)
+    run_benchmarks(SMOKE.only(["headline"]), ["split"], ["cpu"], tmp_path)
+    rows = [r for r in read_rows(tmp_path) if r["status"] == "ok"]
+    assert rows and {(r["attempts"], r["noisy"], r["load_before"]) for r in rows} == {
+        (1, False, 0.0)
+    }
+
+
+def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(tmp_path, monkeypatch):
+    """split and fused compile with fullgraph=True (a graph break would fail the case)."""
+    monkeypatch.setattr("bench.perf.command.is_noisy", lambda load, spreads: False)
+    point = dataclasses.replace(SMOKE.points[0], sweep="compiled", compile="fullgraph")
+    profile = dataclasses.replace(SMOKE, points=(point,))
+    run_benchmarks(profile, ["fused"], ["cpu"], tmp_path)
+    rows = read_rows(tmp_path)
+    assert {(r["status"], r["compile"], r["sweep"]) for r in rows} == {
+        ("ok", "fullgraph", "compiled")
+    }, [r["reason"] for r in rows]
+    assert all(r["frozen_rows_identical"] and r["median_s"] > 0 for r in rows)

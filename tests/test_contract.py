@@ -117,6 +117,39 @@ def test_state_dict_round_trips_into_a_fresh_module(approach, table):
     assert torch.equal(fresh.merged_weight(), trained.merged_weight())
 
 
+# The control that trains every row whatever the mask: it needs the gradient torch refuses.
+TRAINS_EVERY_ROW = {"full"}
+
+
+@pytest.mark.parametrize("approach", APPROACHES)
+def test_all_frozen_table_with_sparse_and_scale_grad_by_freq_lets_the_rest_train(approach, table):
+    """torch's sparse embedding backward refuses ``scale_grad_by_freq``, yet a frozen
+    ``nn.Embedding`` with both options lets the rest of a model train: it needs no gradient. Every
+    approach does the same with no trainable row, or refuses ``sparse`` at construction by name."""
+    weight, _ = table
+    frozen = torch.zeros(10, dtype=torch.bool)
+    cls = impls.APPROACHES[approach]
+    options = {"sparse": True, "scale_grad_by_freq": True}
+    if "sparse" in cls.refused_options:
+        with pytest.raises(impls.UnsupportedOption, match=rf"{approach}.*sparse"):
+            cls.from_pretrained(weight, frozen, **options)
+        return
+    emb = cls.from_pretrained(weight, frozen, **options)
+    head = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD([*emb.parameters(), *head.parameters()], lr=0.1)
+    emb.attach(optimizer)
+    head_before = head.weight.detach().clone()
+    loss = head(emb(torch.tensor([[0, 3, 3], [9, 2, 0]]))).sum()
+    if approach in TRAINS_EVERY_ROW:
+        with pytest.raises(RuntimeError, match="scale_grad_by_freq"):
+            loss.backward()
+        return
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(head.weight, head_before), f"{approach}: the rest of the model froze"
+    assert torch.equal(emb.merged_weight(), weight), f"{approach}: a frozen row changed"
+
+
 def test_restore_without_attach_does_not_protect_frozen_rows(table):
     """``restore`` needs ``attach``: the contract's one extra call is not optional for it."""
     weight, mask = table

@@ -14,8 +14,10 @@ from hypothesis import assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
+from bench.common.schema import CORE_PROPERTIES
 from bench.verify.judge import judge_case
-from bench.verify.scenarios import CORE_PROPERTIES, SCENARIOS
+from bench.verify.sampling import suite_profile
+from bench.verify.scenarios import SCENARIOS
 from bench.verify.strategies import worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
@@ -73,7 +75,9 @@ def test_cells_marked_violated_are_shown_violated(approach, optimizer, prop):
     witness = worked_example()
     if not violates(witness):
         witness = find(
-            scenario.cases(), violates, settings=settings(max_examples=500, database=None)
+            scenario.cases(),
+            violates,
+            settings=settings(max_examples=suite_profile().shrink_examples, database=None),
         )
     verdict = judge_case(approach, scenario, witness, (prop,))
     assert not verdict.verdicts[prop].holds

@@ -12,6 +12,7 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -377,3 +378,44 @@ def test_page_renders_in_headless_chromium_with_visible_figures(complete, tmp_pa
     figure = image.crop((left, top, left + width, top + height))
     assert width > 600 and top + height <= image.height
     assert len(figure.getcolors(2**24)) > 50, "the first figure looks blank"
+
+
+def test_compiled_steps_are_set_beside_their_eager_step(complete):
+    page, _ = complete
+    table = re.search(r"Compiled step beside eager</h3>(.*?)</table>", page, re.S)
+    assert table, "the compiled section has a table"
+    assert "split" in table.group(1) and "0.80×" in table.group(1), table.group(1)
+
+
+def test_a_noisy_row_is_marked_and_the_answer_says_so(tmp_path):
+    records = fx.results_records()
+    for record in records:
+        if record["approach"] == "split" and record["sweep"] == "headline":
+            record.update(noisy=True, load_before=1.6)
+    fx.write_all(tmp_path / "in", verification=fx.verification_records(), results=records)
+    page = build_report(tmp_path / "in", tmp_path / "out").path.read_text()
+    answer = page[page.index('id="answer"') : page.index('id="verification"')]
+    assert "Measured on a busy machine: the rows of split are marked noisy" in answer
+    assert "(<a href=" in answer and ">noisy</a>)" in answer
+    quiet = build_report_of(tmp_path / "quiet", fx.results_records())
+    assert (
+        "busy machine" not in quiet[quiet.index('id="answer"') : quiet.index('id="verification"')]
+    )
+
+
+def build_report_of(directory: Path, results: list[dict]) -> str:
+    fx.write_all(directory / "in", verification=fx.verification_records(), results=results)
+    return build_report(directory / "in", directory / "out").path.read_text()
+
+
+def test_the_report_and_the_schema_import_no_measuring_code():
+    """The report reads result files through the schema only, so it rebuilds without torch."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, bench.report.command; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    modules = set(eval(loaded))
+    assert "torch" not in modules
+    assert not {m for m in modules if m.startswith(("bench.verify", "bench.perf", "impls"))}

@@ -8,6 +8,7 @@ included).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,19 @@ class OptimizerSpec:
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return getattr(torch.optim, self.class_name)(list(params), **self.kwargs)
+
+    @property
+    def weight_decay(self) -> float:
+        """The decay this configuration applies: its own ``weight_decay`` or the class default.
+
+        Read from torch's signature rather than copied, because AdamW's default of 0.01 is
+        exactly the detail that decides whether zeroing gradients keeps frozen rows frozen.
+        """
+        if "weight_decay" in self.kwargs:
+            return float(self.kwargs["weight_decay"])
+        cls = getattr(torch.optim, self.class_name)
+        default = inspect.signature(cls).parameters.get("weight_decay")
+        return float(default.default) if default and default.default is not None else 0.0
 
     def source(self, params: str = "emb.parameters()") -> str:
         """The Python expression that builds this optimizer (for pasteable counterexamples)."""

@@ -15,11 +15,30 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-PRELOAD = ["torch", "impls", "bench.perf.measure", "peft.tuners.trainable_tokens.layer"]
-"""Imported once by the fork server; a module that is not installed is skipped by it."""
+from bench.common.text import error_text
+
+PRELOAD = [
+    "torch",
+    "impls",
+    "bench.perf.measure",
+    "peft.tuners.trainable_tokens.layer",
+    "torch.distributed",
+    "bench.distributed.rank",
+    # what DDP and FSDP2 import on first use (about 800 modules, seconds on 2 busy cores)
+    "torch._dynamo",
+    "torch.distributed.fsdp",
+    "torch.distributed.tensor",
+    # the newtokens workload's models (seconds of transformers imports)
+    "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.llama.modeling_llama",
+    "bench.newtokens.case",
+]
+"""Imported once by the fork server, for every kind of child (a benchmark case, a rank); a module
+that is not installed is skipped by it. One list for all, because a process has one fork server
+and whichever caller starts it first decides what it preloads."""
 
 JOIN_TIMEOUT_S = 10
 
@@ -32,7 +51,7 @@ def _child(send, function: Callable, args: tuple) -> None:
     try:
         outcome = ("ok", function(*args))
     except BaseException as error:  # every failure must reach the parent
-        outcome = ("error", f"{type(error).__name__}: {error}")
+        outcome = ("error", error_text(error))
     send.send(outcome)
     send.close()
 
@@ -45,15 +64,22 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"the case's process exited with code {exitcode} without a result"
 
 
-def run_isolated(
-    function: Callable, *args: Any, timeout_s: float, preload: Sequence[str] = PRELOAD
-) -> Any:
-    """``function(*args)`` in a fresh process; its return value, or :class:`IsolatedFailure`.
+def fork_context() -> multiprocessing.context.ForkServerContext:
+    """The process's ``forkserver`` context, preloading :data:`PRELOAD`.
 
-    ``preload`` counts only when this call starts the process's fork server (its first call).
+    Children are forked from that server, so only the first one pays the imports (seconds on a
+    small machine, which would otherwise count against the first case's timeout), and the server
+    is a fresh single-threaded process (unlike forking the caller, which may hold threads, locks
+    or a CUDA context).
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def run_isolated(function: Callable, *args: Any, timeout_s: float) -> Any:
+    """``function(*args)`` in a fresh process; its return value, or :class:`IsolatedFailure`."""
+    context = fork_context()
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(send, function, args), daemon=True)
     process.start()

@@ -32,7 +32,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from bench.common.processes import fork_context
+from bench.common.text import error_text
 
 WORLD_SIZE = 2
 POLL_S = 0.02
@@ -78,12 +80,10 @@ def run_cases(
     labels: Sequence[str],
     timeout_s: float,
     startup_timeout_s: float = 60.0,
-    preload: Sequence[str] = (),
 ) -> list[RanksResult]:
     """Run ``task`` on every case, on ``WORLD_SIZE`` ranks, reusing a pair while it stays healthy.
 
-    ``labels`` name the cases in messages (e.g. ``"approach 'split' under 'ddp'"``); ``preload``
-    names modules the task imports lazily (imported once, before any case's clock starts).
+    ``labels`` name the cases in messages (e.g. ``"approach 'split' under 'ddp'"``).
     """
     if len(labels) != len(cases):
         raise ValueError(f"labels: expected {len(cases)} (one per case), got {len(labels)}")
@@ -93,7 +93,7 @@ def run_cases(
     while len(results) < len(cases):
         start = len(results)
         with tempfile.TemporaryDirectory(prefix="rowfreeze-dist-") as workdir:
-            pair = _Pair(task, cases[start:], labels[start:], Path(workdir), timeout_s, preload)
+            pair = _Pair(task, cases[start:], labels[start:], Path(workdir), timeout_s)
             results.extend(pair.run(startup_timeout_s))
     return results
 
@@ -101,9 +101,9 @@ def run_cases(
 class _Pair:
     """One set of rank processes working through ``cases`` in order."""
 
-    def __init__(self, task, cases, labels, workdir: Path, timeout_s: float, preload):
+    def __init__(self, task, cases, labels, workdir: Path, timeout_s: float):
         self.task, self.cases, self.labels = task, list(cases), list(labels)
-        self.workdir, self.timeout_s, self.preload = workdir, timeout_s, preload
+        self.workdir, self.timeout_s = workdir, timeout_s
 
     def run(self, startup_timeout_s: float) -> list[RanksResult]:
         """Results for a prefix of the cases (at least one); the rest need a fresh pair."""
@@ -115,7 +115,7 @@ class _Pair:
             wait_for_workers=False,
             timeout=datetime.timedelta(seconds=self.timeout_s),
         )
-        ctx = rank_context([self.task.__module__, *self.preload])
+        ctx = fork_context()
         procs = [
             ctx.Process(
                 target=_rank_main,
@@ -190,20 +190,6 @@ class _Pair:
         return RanksResult(self.labels[index], list(ranks), failure="\n".join(lines))
 
 
-def rank_context(preload: Sequence[str]):
-    """A ``forkserver`` context whose server imports ``preload`` before forking any rank.
-
-    Ranks are forked from that server, so only the first pair in a process pays the imports
-    (seconds on a small machine, which would otherwise count against the first case's timeout),
-    and the server is a fresh single-threaded process (unlike forking the caller, which may hold
-    threads or locks). A server already running keeps its first preload list; cases stay correct
-    and only import lazily.
-    """
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "torch.distributed", *preload])
-    return ctx
-
-
 def _result_path(workdir: Path, index: int, rank: int) -> Path:
     return workdir / f"case{index}.rank{rank}.pt"
 
@@ -249,7 +235,7 @@ def _rank_main(rank, port, task, cases, workdir: Path, timeout_s: float) -> None
                 result = RankResult(value=task(case, rank, WORLD_SIZE))
             except Exception as exc:
                 result = RankResult(
-                    error=f"{type(exc).__name__}: {exc}".strip(),
+                    error=error_text(exc).strip(),
                     traceback=traceback.format_exc(),
                 )
             _write_atomic(_result_path(workdir, index, rank), result.__dict__)

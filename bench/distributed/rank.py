@@ -8,7 +8,6 @@ the seed, so every rank provably starts from the same table without shipping it.
 
 import copy
 import functools
-import statistics
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,10 +19,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 import impls
+from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.optimizers import optimizer_spec
-
-LAZY_IMPORTS = ("torch._dynamo", "torch.distributed.fsdp", "torch.distributed.tensor")
-"""Modules DDP and FSDP2 import on first use (about 800 modules, seconds on 2 busy cores)."""
+from bench.common.peak_memory import PeakMeter
 
 
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
@@ -242,8 +240,11 @@ def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
     a cost of the default setting rather than of the approach; their size is reported instead.
     """
     coef = loss_coefficients(case.seed, case.dim)
+    meter = PeakMeter("cpu")
+    meter.start()
     emb = build_approach(case)
     model = DistributedDataParallel(emb, broadcast_buffers=False)
+    meter.reset()
     counter = AllreduceCounter()
     model.register_comm_hook(counter, counting_allreduce_hook)
     optimizer = make_optimizer(case.optimizer, model.parameters())
@@ -261,7 +262,6 @@ def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
         seconds.append(time.perf_counter() - start)
     slowest = torch.tensor(seconds[case.warmup :], dtype=torch.float64)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    frozen = ~emb.trainable_mask
     weight = initial_weight(case.seed, case.num_rows, case.dim)
     return {
         "allreduce_bytes": counter.bytes // case.steps,
@@ -269,12 +269,9 @@ def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
         "step_s": slowest.tolist(),
         "threads_per_rank": torch.get_num_threads(),
         "buffer_bytes": sum(b.numel() * b.element_size() for b in emb.buffers()),
-        "frozen_rows_identical": torch.equal(emb.merged_weight()[frozen], weight[frozen]),
+        "peak_bytes": meter.peak_bytes(),
+        "peak_method": meter.method,
+        "frozen_rows_identical": frozen_rows_identical(
+            weight, emb.merged_weight(), emb.trainable_mask
+        ),
     }
-
-
-def median_and_iqr(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return statistics.median(values), q3 - q1

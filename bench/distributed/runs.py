@@ -21,14 +21,15 @@ import torch
 from torch import Tensor
 
 import impls
+from bench.common.frozen_rows import bits, changed_frozen_rows
 from bench.common.optimizers import optimizer_spec
+from bench.common.stats import time_summary
+from bench.common.text import check_choice, check_positive_ints
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
-    LAZY_IMPORTS,
     RankTrainingCase,
     StepCostCase,
     initial_weight,
-    median_and_iqr,
     step_cost_case,
     train_case,
     trainable_mask,
@@ -60,31 +61,10 @@ class FrozenRowChange(NamedTuple):
     after: Tensor
 
 
-def run_distributed(
-    approach: str,
-    wrapper: str,
-    optimizer: str = "adamw",
-    steps: int = 3,
-    num_rows: int = 16,
-    dim: int = 4,
-    trainable=None,
-    seed: int = 0,
-    timeout_s: float = 60,
-    *,
-    tokens: int = 8,
-    stall_rank: int | None = None,
-    **options,
-) -> DistributedOutcome:
-    """Train ``approach`` wrapped in ``wrapper`` ("ddp" | "fsdp2") on 2 ranks.
-
-    ``trainable``: bool mask or row ids (default: every fourth row from row 1, so trainable rows
-    lie in every FSDP2 shard). ``options`` go to ``from_pretrained``. ``stall_rank`` makes that
-    rank sleep forever, to exercise the timeout.
-    """
-    case = train_case_for(
-        approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
-    )
-    return run_train_cases([dataclasses.replace(case, stall_rank=stall_rank)], timeout_s)[0]
+def run_distributed(approach: str, wrapper: str, **arguments) -> DistributedOutcome:
+    """Train ``approach`` wrapped in ``wrapper`` ("ddp" | "fsdp2") on 2 ranks; the keyword
+    arguments are :func:`run_distributed_matrix`'s."""
+    return run_distributed_matrix([approach], [wrapper], **arguments)[0]
 
 
 def run_distributed_matrix(
@@ -99,12 +79,21 @@ def run_distributed_matrix(
     timeout_s: float = 60,
     *,
     tokens: int = 8,
+    stall_rank: int | None = None,
     **options,
 ) -> list[DistributedOutcome]:
-    """Every optimizer × approach × wrapper, in that order, sharing one pair of processes."""
+    """Every optimizer × approach × wrapper, in that order, sharing one pair of processes.
+
+    ``trainable``: bool mask or row ids (default: every fourth row from row 1, so trainable rows
+    lie in every FSDP2 shard). ``options`` go to ``from_pretrained``. ``stall_rank`` makes that
+    rank sleep forever, to exercise the timeout.
+    """
     optimizers = [optimizer] if isinstance(optimizer, str) else list(optimizer)
     cases = [
-        train_case_for(a, w, o, steps, num_rows, dim, trainable, seed, tokens, options)
+        dataclasses.replace(
+            train_case_for(a, w, o, steps, num_rows, dim, trainable, seed, tokens, options),
+            stall_rank=stall_rank,
+        )
         for o in optimizers
         for a in approaches
         for w in wrappers
@@ -135,9 +124,7 @@ def run_train_cases(
     cases: Sequence[RankTrainingCase], timeout_s: float
 ) -> list[DistributedOutcome]:
     """Run prepared cases (one pair, a fresh one after a failure) and collect their outcomes."""
-    results = run_cases(
-        train_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
-    )
+    results = run_cases(train_case, cases, [c.label for c in cases], timeout_s)
     outcomes = []
     for case, result in zip(cases, results, strict=True):
         outcome = DistributedOutcome(
@@ -176,21 +163,13 @@ def ranks_agree(outcome: DistributedOutcome) -> tuple[bool, str]:
     return True, f"{len(tables)} ranks hold bit-identical tables"
 
 
-def bits(table: Tensor) -> Tensor:
-    """The table's raw bits as integers of the same width."""
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-    return table.contiguous().view(width[table.element_size()])
-
-
 def frozen_row_changes(outcome: DistributedOutcome) -> list[FrozenRowChange]:
     """Every (rank, frozen row) whose values are not bit-identical to the initial table (P1)."""
-    frozen_rows = (~outcome.trainable_mask).nonzero().squeeze(1).tolist()
     before = outcome.initial_weight
     return [
         FrozenRowChange(rank, row, before[row], table[row])
         for rank, table in enumerate(ran_tables(outcome))
-        for row in frozen_rows
-        if not torch.equal(table[row], before[row])
+        for row in changed_frozen_rows(before, table, outcome.trainable_mask).tolist()
     ]
 
 
@@ -203,29 +182,9 @@ def ran_tables(outcome: DistributedOutcome) -> list[Tensor]:
     return outcome.per_rank_merged
 
 
-def measure_ddp_step(
-    approach: str,
-    num_rows: int,
-    dim: int,
-    trainable_fraction: float,
-    tokens: int,
-    optimizer: str = "adamw",
-    steps: int = 5,
-    warmup: int = 2,
-    timeout_s: float = 300,
-) -> dict:
-    """Step time and bytes all-reduced per step per rank of ``approach`` under DDP on 2 ranks.
-
-    Keys: ``approach``, ``n_trainable``, ``steps``, ``error`` (None, or why it could not run; the
-    other keys are then absent or None), ``allreduce_bytes`` (counted by a DDP communication
-    hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
-    rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
-    ``broadcast_buffers=True`` would broadcast every forward; off here, see
-    :func:`bench.distributed.rank.step_cost_case`), ``frozen_rows_identical`` (on every rank).
-    """
-    return measure_ddp_matrix(
-        [approach], num_rows, dim, trainable_fraction, tokens, optimizer, steps, warmup, timeout_s
-    )[0]
+def measure_ddp_step(approach: str, *arguments, **keywords) -> dict:
+    """:func:`measure_ddp_matrix` for one approach."""
+    return measure_ddp_matrix([approach], *arguments, **keywords)[0]
 
 
 def measure_ddp_matrix(
@@ -239,7 +198,17 @@ def measure_ddp_matrix(
     warmup: int = 2,
     timeout_s: float = 300,
 ) -> list[dict]:
-    """:func:`measure_ddp_step` for several approaches in one pair of processes."""
+    """Step time and bytes all-reduced per step per rank of each approach under DDP on 2 ranks,
+    in one pair of processes; one record per approach.
+
+    Keys: ``approach``, ``n_trainable``, ``steps``, ``error`` (None, or why it could not run; the
+    other keys are then absent or None), ``allreduce_bytes`` (counted by a DDP communication
+    hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
+    rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
+    ``broadcast_buffers=True`` would broadcast every forward; off here, see
+    :func:`bench.distributed.rank.step_cost_case`), ``frozen_rows_identical`` (on every rank),
+    ``peak_bytes`` (the fullest rank's).
+    """
     for approach in approaches:
         check_choice("approach", approach, impls.APPROACHES)
     optimizer_spec(optimizer)
@@ -258,9 +227,7 @@ def measure_ddp_matrix(
         StepCostCase(a, num_rows, dim, ids, tokens, optimizer, steps, warmup) for a in approaches
     ]
     measured = []
-    results = run_cases(
-        step_cost_case, cases, [c.label for c in cases], timeout_s, preload=LAZY_IMPORTS
-    )
+    results = run_cases(step_cost_case, cases, [c.label for c in cases], timeout_s)
     for case, result in zip(cases, results, strict=True):
         record = {"approach": case.approach, "steps": steps, "n_trainable": n_trainable}
         record["error"] = result.error
@@ -269,22 +236,11 @@ def measure_ddp_matrix(
             per_rank_bytes = {v["allreduce_bytes"] for v in values}
             if len(per_rank_bytes) != 1:
                 record["error"] = f"ranks all-reduced different byte counts: {per_rank_bytes}"
-            median_s, iqr_s = median_and_iqr(values[0]["step_s"])
             record.update({k: v for k, v in values[0].items() if k != "step_s"})
-            record.update(median_s=median_s, iqr_s=iqr_s)
+            record.update(time_summary(values[0]["step_s"]))
+            record["peak_bytes"] = max(v["peak_bytes"] for v in values)  # the fullest rank
             record["frozen_rows_identical"] = all(v["frozen_rows_identical"] for v in values)
         else:
-            record.update(allreduce_bytes=None, median_s=None, iqr_s=None)
+            record.update(allreduce_bytes=None, median_s=None, iqr_s=None, rounds=None)
         measured.append(record)
     return measured
-
-
-def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
-
-
-def check_positive_ints(**values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")

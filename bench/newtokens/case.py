@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from bench.perf.memory import PeakMeter
+from bench.common.peak_memory import PeakMeter
 from impls.base import UnsupportedOption
 
 from .installs import install

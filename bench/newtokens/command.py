@@ -31,13 +31,13 @@ import torch
 
 import impls
 from bench.common.environment import environment
-from bench.common.processes import PRELOAD, IsolatedFailure, run_isolated
+from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
+from bench.common.text import format_bytes
 from bench.perf.memory import (
     GiB,
     available_bytes,
     fit_persistent_bytes,
-    format_bytes,
     persistent_bytes,
     transient_bytes,
 )
@@ -51,14 +51,6 @@ DEFAULT_MEMORY_BUDGET_GIB = 20.0
 LOGITS_COPIES = 5
 """Vocabulary-wide tensors per token in a step: the logits, the loss's shifted copy and
 log-softmax, and their gradients."""
-PRELOAD_MODULES = (
-    *PRELOAD,
-    "transformers.models.gpt2.modeling_gpt2",
-    "transformers.models.llama.modeling_llama",
-    "peft",
-    "bench.newtokens.case",
-)
-"""What the fork server imports once instead of every case (transformers and PEFT: seconds)."""
 
 
 def approach_names() -> list[str]:
@@ -172,9 +164,7 @@ def measure(
         return {"status": "skipped", "reason": reason, "estimated_bytes": estimate}
     try:
         if isolate:
-            fields = run_isolated(
-                run_case, case, timeout_s=profile.case_timeout_s, preload=PRELOAD_MODULES
-            )
+            fields = run_isolated(run_case, case, timeout_s=profile.case_timeout_s)
         else:
             fields = run_case(case)
     except IsolatedFailure as failure:

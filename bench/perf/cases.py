@@ -23,7 +23,11 @@ from torch import Tensor
 
 from bench.perf.timing import RoundsPolicy
 
-SWEEPS = ("headline", "vocab", "fraction", "tokens", "llm", "ddp")
+SWEEPS = ("headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp")
+COMPILE_MODES = ("fullgraph",)
+"""How a case's step may be compiled: ``fullgraph`` compiles the module with
+``torch.compile(fullgraph=True)`` (forward and, through AOTAutograd, backward) and the optimizer
+step with ``torch.compile`` (see :func:`bench.perf.measure.build_training`)."""
 PHASES = ("forward", "forward_backward", "step")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -50,6 +54,8 @@ class Point:
     sparse: bool = False
     dtype: str = "float32"
     cuda_only: bool = False
+    compile: str | None = None
+    approaches: tuple[str, ...] | None = None  # None: every approach of the run
 
     def case(self, approach: str, device: str, profile: str) -> BenchmarkCase:
         return BenchmarkCase(
@@ -64,6 +70,7 @@ class Point:
             sparse=self.sparse,
             sweep=self.sweep,
             profile=profile,
+            compile=self.compile,
         )
 
 
@@ -80,6 +87,7 @@ class BenchmarkCase:
     sparse: bool
     sweep: str
     profile: str
+    compile: str | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -89,6 +97,10 @@ class BenchmarkCase:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile: expected None or one of {COMPILE_MODES}, got {self.compile!r}"
+            )
         if not 0 < self.trainable_fraction <= 1:
             raise ValueError(
                 "trainable_fraction: expected a fraction in (0, 1], got "
@@ -116,6 +128,7 @@ class BenchmarkCase:
         return (
             f"{self.approach}-{self.device}-{self.dtype}-V{self.V}-D{self.D}-"
             f"f{self.trainable_fraction:g}-T{self.T}-{self.optimizer}-{kind}"
+            + (f"-compiled-{self.compile}" if self.compile else "")
         )
 
 
@@ -142,6 +155,18 @@ class BenchmarkProfile:
             points=tuple(p for p in self.points if p.sweep in sweeps),
             ddp=self.ddp if "ddp" in sweeps else None,
         )
+
+
+def _compiled_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
+    """The headline step of the exact per-token approaches, compiled, beside their eager rows."""
+    return tuple(
+        Point("compiled", **{**HEADLINE, "optimizer": o}, compile="fullgraph", approaches=EXACT)
+        for o in optimizers
+    )
+
+
+EXACT = ("split", "fused")
+"""The approaches whose step is O(T·D): the ones worth compiling."""
 
 
 def _sweep(sweep: str, base: dict, **varied: Sequence) -> tuple[Point, ...]:
@@ -172,6 +197,7 @@ PROFILES: dict[str, BenchmarkProfile] = {
         name="quick",
         points=(
             *_headline_points(["adamw", "adamw_fused", "sgd"]),
+            *_compiled_points(["adamw", "adamw_fused"]),
             *_sweep("vocab", HEADLINE, V=(10_000, QUICK_SWEEP_V, 100_000, 400_000)),
             *_sweep(
                 "fraction",
@@ -189,6 +215,7 @@ PROFILES: dict[str, BenchmarkProfile] = {
         name="full",
         points=(
             *_headline_points(["adamw", "adamw_fused", "sgd"]),
+            *_compiled_points(["adamw", "adamw_fused", "sgd"]),
             *_sweep("vocab", HEADLINE, V=(10_000, 20_000, 50_000, 100_000, 200_000, 400_000)),
             *_sweep(
                 "fraction", HEADLINE, trainable_fraction=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5)
@@ -229,6 +256,7 @@ def profile_cases(
         for point in profile.points
         if device.startswith("cuda") or not (point.cuda_only or point.dtype != "float32")
         for approach in approaches
+        if point.approaches is None or approach in point.approaches
     ]
 
 

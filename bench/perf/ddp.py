@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import impls
+from bench.common.load import busy_cores, is_noisy, spread
 from bench.perf.cases import BenchmarkCase, BenchmarkProfile
 from bench.perf.measure import build_training, estimate_memory, tiny_case
 from bench.perf.memory import over_budget
@@ -63,6 +64,7 @@ def ddp_rows(
             rows[case] = result_row(case, PHASE, "skipped", reason)
     if runnable:
         point = runnable[0]
+        load = busy_cores()
         measured = measure_ddp_matrix(
             [case.approach for case in runnable],
             point.V,
@@ -74,13 +76,15 @@ def ddp_rows(
             timeout_s=timeout_s,
         )
         for case, result in zip(runnable, measured, strict=True):
-            rows[case] = measured_row(case, result)
+            rows[case] = measured_row(case, result, load)
     return [rows[case] for case in cases]
 
 
-def measured_row(case: BenchmarkCase, result: dict) -> dict:
+def measured_row(case: BenchmarkCase, result: dict, load_before: float | None = None) -> dict:
+    """The row of one measured DDP case; its time is the slowest rank's, its peak the largest
+    rank's."""
     if result["error"] is not None:
-        return result_row(case, PHASE, "failed", result["error"])
+        return result_row(case, PHASE, "failed", result["error"], load_before=load_before)
     return result_row(
         case,
         PHASE,
@@ -90,4 +94,10 @@ def measured_row(case: BenchmarkCase, result: dict) -> dict:
         tokens_per_s=case.T / result["median_s"],
         allreduce_bytes=result["allreduce_bytes"],
         frozen_rows_identical=result["frozen_rows_identical"],
+        peak_bytes=result.get("peak_bytes"),
+        peak_method=result.get("peak_method"),
+        threads=result.get("threads_per_rank"),
+        load_before=load_before,
+        noisy=is_noisy(load_before, [spread(result["median_s"], result["iqr_s"])]),
+        attempts=1,
     )

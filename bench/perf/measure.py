@@ -15,12 +15,15 @@ batches (switched untimed, in the setup), so no call finds the previous call's r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.optimizers import optimizer_spec
+from bench.common.peak_memory import PeakMeter
 from bench.perf.cases import (
     PHASES,
     BenchmarkCase,
@@ -32,7 +35,6 @@ from bench.perf.cases import (
 )
 from bench.perf.memory import (
     MemoryEstimate,
-    PeakMeter,
     fit_persistent_bytes,
     persistent_bytes,
     transient_bytes,
@@ -52,6 +54,8 @@ class Training:
     batches: list[Tensor]
     coefficients: Tensor
     position: int = 0
+    model: Callable[[Tensor], Tensor] | None = None  # what the forward calls: module or compiled
+    optimizer_step: Callable[[], object] | None = None  # optimizer.step, or its compiled form
 
     @property
     def ids(self) -> Tensor:
@@ -61,7 +65,7 @@ class Training:
         self.position = (self.position + 1) % len(self.batches)
 
     def forward(self) -> Tensor:
-        return self.module(self.ids)
+        return (self.module if self.model is None else self.model)(self.ids)
 
     def forward_backward(self) -> None:
         loss = (self.forward() * self.coefficients).sum()
@@ -74,7 +78,7 @@ class Training:
     def step(self) -> None:
         self.zero_grad()
         self.forward_backward()
-        self.optimizer.step()
+        (self.optimizer.step if self.optimizer_step is None else self.optimizer_step)()
 
     def next_batch_and_zero_grad(self) -> None:
         self.next_batch()
@@ -97,7 +101,14 @@ def build_training(approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase
     optimizer = optimizer_spec(case.optimizer).build(module.parameters())
     module.attach(optimizer)
     batches = [ids.to(case.device) for ids in token_batches(case)]
-    return Training(module, optimizer, batches, loss_coefficients(case).to(case.device))
+    training = Training(module, optimizer, batches, loss_coefficients(case).to(case.device))
+    if case.compile == "fullgraph":
+        # The module with fullgraph=True: a graph break (a host read, a data-dependent shape)
+        # fails the case instead of silently running eager pieces. The optimizer step is
+        # compiled on its own, as torch's optimizer-compilation recipe does.
+        training.model = torch.compile(module, fullgraph=True)
+        training.optimizer_step = torch.compile(optimizer.step)
+    return training
 
 
 def tiny_case(
@@ -110,6 +121,7 @@ def tiny_case(
         trainable_fraction=n_trainable / num_rows,
         T=TINY_TOKENS,
         device=device,
+        compile=None,  # what a case keeps does not depend on compilation; compiling costs seconds
     )
 
 
@@ -130,7 +142,7 @@ def estimate_memory(
     )
 
 
-def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
+def frozen_rows_kept(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
     """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
 
     The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
@@ -140,21 +152,25 @@ def frozen_rows_identical(module: PartiallyFrozenEmbedding, case: BenchmarkCase)
     frozen = ~module.trainable_mask
     for first, chunk in weight_chunks(case):
         rows = slice(first, first + chunk.shape[0])
-        keep = frozen[rows]
-        if not torch.equal(merged[rows][keep], chunk[keep]):
+        if not frozen_rows_identical(chunk, merged[rows], ~frozen[rows]):
             return False
     return True
 
 
 def measure_case(
-    approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase, policy: RoundsPolicy
+    approach: type[PartiallyFrozenEmbedding],
+    case: BenchmarkCase,
+    policy: RoundsPolicy,
+    threads: int | None = None,
 ) -> dict:
     """Everything measured for ``case`` in this process (call it in a fresh one).
 
-    Keys: ``benchmarks`` (phase -> pytest-benchmark entry), ``peak_bytes``, ``peak_method``,
-    ``persistent_bytes`` (after the last step: gradients and optimizer state exist),
-    ``frozen_rows_identical``.
+    ``threads``: intra-op threads to use (None: torch's default). Keys: ``benchmarks`` (phase ->
+    pytest-benchmark entry), ``peak_bytes``, ``peak_method``, ``persistent_bytes`` (after the
+    last step: gradients and optimizer state exist), ``frozen_rows_identical``, ``threads``.
     """
+    if threads is not None:
+        torch.set_num_threads(threads)
     # A first step starts thread pools and allocator arenas; a tiny one here makes them part of
     # the baseline instead of the case's peak.
     build_training(approach, tiny_case(case, 64, 4, case.device)).step()
@@ -181,5 +197,6 @@ def measure_case(
         "peak_bytes": meter.peak_bytes(),
         "peak_method": meter.method,
         "persistent_bytes": persistent_bytes(training.module, training.optimizer),
-        "frozen_rows_identical": frozen_rows_identical(training.module, case),
+        "frozen_rows_identical": frozen_rows_kept(training.module, case),
+        "threads": torch.get_num_threads(),
     }

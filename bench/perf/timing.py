@@ -25,6 +25,7 @@ from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import NameWrapper, get_commit_info
 
 from bench.common.results import write_atomic
+from bench.common.stats import time_summary
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ def time_phase(
 
 def summary(entry: dict) -> dict:
     """Median, IQR and rounds of a pytest-benchmark entry, as a result row names them."""
-    stats = entry["stats"]
-    return {"median_s": stats["median"], "iqr_s": stats["iqr"], "rounds": stats["rounds"]}
+    return time_summary(entry["stats"]["data"])
 
 
 class PytestBenchmarkJson:

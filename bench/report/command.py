@@ -16,27 +16,30 @@ from pathlib import Path
 
 import jinja2
 
+from bench.common.load import NOISE_RULE
+from bench.common.schema import PROPERTIES
 from bench.report.figures import all_figures
 from bench.report.matrix import build_matrix
 from bench.report.recommend import METHOD, recommend_all
-from bench.report.sources import REFERENCE_APPROACHES, environment_table, load_sources
+from bench.report.sources import (
+    REFERENCE_APPROACHES,
+    describe_case,
+    environment_table,
+    format_bytes,
+    format_count,
+    format_seconds,
+    load_sources,
+    memory_phrase,
+    speed_phrase,
+)
 from bench.report.tables import (
+    compiled_table,
     frozen_drift_table,
     headline_table,
     html_table,
     not_run_table,
     realdata_caption,
     realdata_table,
-)
-
-PROPERTIES = (
-    ("P1", "frozen rows stay bit-identical"),
-    ("P2", "trainable rows that got a gradient change"),
-    ("P3", "trainable rows follow the ideal trajectory"),
-    ("P4", "forward equals F.embedding on merged_weight()"),
-    ("P5", "inputs are never mutated"),
-    ("P6", "save/load/continue equals never stopping"),
-    ("P7", "distributed: ranks agree and P1 holds on each"),
 )
 
 
@@ -75,6 +78,11 @@ def template() -> jinja2.Template:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Numbers reach the template as numbers; these are the only places they become words.
+    environment.filters.update(
+        seconds=format_seconds, bytes=format_bytes, count=format_count, describe_case=describe_case
+    )
+    environment.globals.update(speed_phrase=speed_phrase, memory_phrase=memory_phrase)
     return environment.get_template("report.html.j2")
 
 
@@ -92,6 +100,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
             ("headline_table", headline_table(results)),
             ("not_run_table", not_run_table(results)),
             ("drift_table", frozen_drift_table(results)),
+            ("compiled_table", compiled_table(results)),
         ):
             tables[name] = html_table(table) if not table.empty else ""
     environment = environment_table(sources)
@@ -103,12 +112,14 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         references=list(REFERENCE_APPROACHES),
         recommendations=recommend_all(verification, results),
         method=METHOD,
-        properties=PROPERTIES,
+        properties=PROPERTIES.items(),
         matrix=build_matrix(verification) if verification is not None else None,
         figure_sets=all_figures(results, out_dir) if results is not None else [],
         headline_table=tables.get("headline_table", ""),
         not_run_table=tables.get("not_run_table", ""),
         drift_table=tables.get("drift_table", ""),
+        compiled_table=tables.get("compiled_table", ""),
+        noise_rule=NOISE_RULE,
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",
         environment_table=html_table(environment) if not environment.empty else "",

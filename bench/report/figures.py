@@ -28,6 +28,7 @@ from bench.report.sources import (
     environment_note,
     format_percent,
     format_seconds,
+    ok_rows,
     ordered_unique,
     slug,
 )
@@ -78,12 +79,6 @@ def save(figure, out_dir: Path, name: str, title: str, caption: str) -> Figure:
         f"{name}.svg",
         base64.b64encode(png_bytes).decode("ascii"),
     )
-
-
-def ok_rows(results: pd.DataFrame, sweep: str, phase: str) -> pd.DataFrame:
-    return results[
-        (results["sweep"] == sweep) & (results["phase"] == phase) & (results["status"] == "ok")
-    ]
 
 
 def caption_for(case: dict, rows: pd.DataFrame, what: str, varying: Sequence[str]) -> str:
@@ -157,7 +152,7 @@ def line_figures(
 def headline_bars(results: pd.DataFrame, out_dir: Path, styles: dict[str, Style]) -> list[Figure]:
     """Step time per approach at the headline case, against the bound (log scale)."""
     figures = []
-    rows = ok_rows(results, "headline", "step").dropna(subset=["median_s"])
+    rows = ok_rows(results).dropna(subset=["median_s"])
     for index, (case, group) in enumerate(case_groups(rows, varying=()), start=1):
         group = group.drop_duplicates("approach", keep="last").sort_values("median_s")
         figure, axis = plt.subplots(
@@ -234,7 +229,7 @@ def phase_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def phase_breakdown(results: pd.DataFrame, out_dir: Path) -> list[Figure]:
     figures = []
-    rows = results[(results["sweep"] == "headline") & (results["status"] == "ok")]
+    rows = ok_rows(results, phase=None)
     for index, (case, group) in enumerate(case_groups(rows, varying=()), start=1):
         table = phase_table(group)
         if table.empty:

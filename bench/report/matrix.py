@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.common.schema import HOLDS, OUTCOMES, SCENARIO_GROUPS
 from bench.report.recommend import cell_anchor
 from bench.report.sources import is_missing, json_text, ordered_unique
-
-GROUP_ORDER = ("optimizer", "option", "dtype", "loop", "distributed", "device")
-OUTCOMES = ("holds", "violated", "unsupported")
 
 
 @dataclass(frozen=True)
@@ -88,14 +86,14 @@ def count_text(value: object) -> str:
 
 def needs_evidence(row) -> bool:
     surprising = not is_missing(row.expected) and row.expected != row.outcome
-    return row.outcome != "holds" or surprising or bool(row.explanation)
+    return row.outcome != HOLDS or surprising or bool(row.explanation)
 
 
 def build_matrix(verification: pd.DataFrame) -> MatrixView:
     approaches = ordered_unique(verification["approach"])
     groups_seen = ordered_unique(verification["group"])
-    group_names = [g for g in GROUP_ORDER if g in groups_seen] + [
-        g for g in groups_seen if g not in GROUP_ORDER
+    group_names = [g for g in SCENARIO_GROUPS if g in groups_seen] + [
+        g for g in groups_seen if g not in SCENARIO_GROUPS
     ]
     evidence = []
     groups = []

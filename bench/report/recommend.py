@@ -12,26 +12,21 @@ The rules for which cells apply are in ``METHOD``, which the report prints besid
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.common.schema import DISTRIBUTED_PROPERTY, HOLDS, UNSUPPORTED, VIOLATED
 from bench.report.sources import (
     CASE_COLUMNS,
     REFERENCE_APPROACHES,
-    describe_case,
     environment_note,
-    format_bytes,
-    format_seconds,
     is_missing,
-    memory_phrase,
+    ok_rows,
     ordered_unique,
     row_keys,
     slug,
-    speed_phrase,
 )
 
 CORE_GROUPS = ("optimizer", "loop", "distributed")
@@ -53,7 +48,6 @@ METHOD = (
     "backward, optimizer step) at the headline case wins; ties in coverage prefer a CUDA case.",
 )
 LOUD_GROUPS = ("loop",)
-DISTRIBUTED_PROPERTY = "P7"
 
 
 @dataclass(frozen=True)
@@ -104,54 +98,15 @@ class ScenarioTraits:
         return self.group in CORE_GROUPS or self.sparse
 
 
-@functools.cache
-def default_weight_decay(optimizer: str) -> float:
-    """``weight_decay``'s default in ``torch.optim.<optimizer>`` (0 when it has none).
+def scenario_traits(group: str, weight_decay: object, sparse_gradients: object) -> ScenarioTraits:
+    """The setup dimensions a scenario exercises, from the facts its records carry.
 
-    Read from torch rather than copied, because AdamW's default of 0.01 is exactly the kind of
-    detail that decides whether zeroing gradients keeps frozen rows frozen.
+    A record without them (a file written before they were recorded) counts as no decay and
+    dense gradients.
     """
-    import torch.optim
-
-    name = optimizer.rsplit(".", 1)[-1].lower()
-    for attribute in dir(torch.optim):
-        if attribute.lower() == name:
-            parameter = inspect.signature(getattr(torch.optim, attribute)).parameters.get(
-                "weight_decay"
-            )
-            if parameter is not None and isinstance(parameter.default, int | float):
-                return float(parameter.default)
-    return 0.0
-
-
-def scenario_traits(group: str, params: Mapping) -> ScenarioTraits:
-    """The setup dimensions a scenario exercises, read from its recorded parameters.
-
-    ``optimizer`` may be a configuration name (``adamw_foreach``) with the torch class in
-    ``optimizer_class``; the class decides the default weight decay.
-    """
-    optimizer = params.get("optimizer_class") or params.get("optimizer")
-    kwargs = dict(params.get("optimizer_kwargs") or {})
-    if isinstance(optimizer, Mapping):
-        kwargs = {**(optimizer.get("kwargs") or {}), **kwargs}
-        optimizer = optimizer.get("name")
-    decay = next(
-        (
-            source["weight_decay"]
-            for source in (kwargs, params)
-            if not is_missing(source.get("weight_decay"))
-        ),
-        None,
-    )
-    if decay is None:
-        decay = default_weight_decay(str(optimizer)) if optimizer else 0.0
-    options = params.get("options") or {}
-    sparse = bool(options.get("sparse") if isinstance(options, Mapping) else False)
-    sparse = sparse or bool(params.get("sparse")) or str(optimizer).lower().endswith("sparseadam")
-    world_size = params.get("world_size")
-    distributed = group == "distributed" or bool(params.get("distributed"))
-    distributed = distributed or (isinstance(world_size, int) and world_size > 1)
-    return ScenarioTraits(group, float(decay) != 0.0, sparse, distributed)
+    decay = 0.0 if is_missing(weight_decay) else float(weight_decay)
+    sparse = sparse_gradients is True or sparse_gradients == "True"
+    return ScenarioTraits(group, decay != 0.0, sparse, group == "distributed")
 
 
 def applies(traits: ScenarioTraits, property_name: str, setup: Setup) -> bool:
@@ -198,8 +153,8 @@ class Finding:
 
 
 FINDING_VERBS = {
-    "violated": "violates",
-    "unsupported": "does not support",
+    VIOLATED: "violates",
+    UNSUPPORTED: "does not support",
     "missing": "was not checked for",
 }
 
@@ -232,7 +187,7 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
     """Sort every cell that applies to ``setup`` into failures (they disqualify) and caveats."""
     approaches = ordered_unique(verification["approach"])
     traits = {
-        row.scenario: scenario_traits(row.group, row.params)
+        row.scenario: scenario_traits(row.group, row.weight_decay, row.sparse_gradients)
         for row in verification.drop_duplicates("scenario").itertuples(index=False)
     }
     cells = {
@@ -254,7 +209,7 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
             for a in approaches
             if (a, scenario, property_name) in cells
         }
-        if outcomes == {"unsupported"}:
+        if outcomes == {UNSUPPORTED}:
             unchecked.append(f"{scenario} {property_name}")
         else:
             informative.append((scenario, property_name))
@@ -263,7 +218,7 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
         for approach in approaches:
             row = cells.get((approach, scenario, property_name))
             outcome = "missing" if row is None else row.outcome
-            if outcome == "holds":
+            if outcome == HOLDS:
                 continue
             explanation = (
                 "no result recorded (an interrupted or partial verification run?)"
@@ -271,7 +226,7 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
                 else row.explanation or ("" if is_missing(row.detail) else str(row.detail))
             )
             ref = CellRef(approach, scenario, property_name, outcome, explanation)
-            loud = kind.group in LOUD_GROUPS and outcome != "violated"
+            loud = kind.group in LOUD_GROUPS and outcome != VIOLATED
             if kind.core and not loud:
                 failures[approach].append(ref)
             else:
@@ -293,31 +248,35 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
 
 @dataclass
 class Comparison:
-    """The winner against one reference approach at one case."""
+    """The winner against one reference approach at one case; numbers stay numbers until the
+    template words them."""
 
     approach: str
     role: str
-    measured: bool
-    speed: str = ""
-    persistent: str = ""
-    peak: str = ""
-    reference_step: str = ""
-    safety: str = ""
+    failed_checks: int | None  # None: the reference has no cells in verification.json
+    step_s: float | None = None
+    persistent_bytes: float | None = None
+    peak_bytes: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.step_s is not None
 
 
 @dataclass
 class CaseAnswer:
     """The fastest eligible approach at one headline case, and how it compares."""
 
-    case_text: str
+    case: dict[str, object]
     environment: str
     winner: str
-    step: str
-    tokens_per_s: str
-    persistent: str
-    peak: str
+    step_s: float
+    tokens_per_s: float | None
+    persistent_bytes: float | None
+    peak_bytes: float | None
     comparisons: list[Comparison]
     faster_but_unsafe: list[str]
+    noisy: list[str]  # approaches of this answer (winner, references) whose row is noisy
 
 
 @dataclass
@@ -343,13 +302,8 @@ def headline_steps(results: pd.DataFrame | None, setup: Setup) -> list[pd.DataFr
     """
     if results is None:
         return []
-    rows = results[
-        (results["sweep"] == "headline")
-        & (results["phase"] == "step")
-        & (results["status"] == "ok")
-        & results["median_s"].notna()
-        & (results["sparse"] == setup.sparse)
-    ]
+    rows = ok_rows(results)
+    rows = rows[rows["median_s"].notna() & (rows["sparse"] == setup.sparse)]
     if rows.empty:
         return []
     cases = [
@@ -362,11 +316,8 @@ def headline_steps(results: pd.DataFrame | None, setup: Setup) -> list[pd.DataFr
     )
 
 
-def safety_of(approach: str, check: SetupCheck) -> str:
-    if approach not in check.failures:
-        return "not verified (no cells in verification.json)"
-    failed = len(check.failures[approach])
-    return "holds every check" if not failed else f"fails {failed} check(s) for this setup"
+def number(value: object) -> float | None:
+    return None if is_missing(value) else float(value)
 
 
 def answer_case(
@@ -382,30 +333,30 @@ def answer_case(
     for approach, role in REFERENCE_APPROACHES.items():
         if approach == winner:
             continue
-        reference = by_approach.get(approach)
-        comparison = Comparison(
-            approach, role, reference is not None, safety=safety_of(approach, check)
-        )
-        if reference is not None:
-            comparison.reference_step = format_seconds(reference["median_s"])
-            comparison.speed = speed_phrase(reference["median_s"], best["median_s"])
-            for kind in ("persistent", "peak"):
-                ours, theirs = best[f"{kind}_bytes"], reference[f"{kind}_bytes"]
-                if not (is_missing(ours) or is_missing(theirs)):
-                    setattr(comparison, kind, memory_phrase(theirs, ours))
+        failures = check.failures.get(approach)
+        comparison = Comparison(approach, role, None if failures is None else len(failures))
+        if (reference := by_approach.get(approach)) is not None:
+            comparison.step_s = number(reference["median_s"])
+            comparison.persistent_bytes = number(reference["persistent_bytes"])
+            comparison.peak_bytes = number(reference["peak_bytes"])
         comparisons.append(comparison)
     faster = case[case["median_s"] < best["median_s"]].sort_values("median_s")
     first = case.iloc[0]
     return CaseAnswer(
-        case_text=describe_case(first),
+        case={column: first[column] for column in CASE_COLUMNS},
         environment=environment,
         winner=winner,
-        step=format_seconds(best["median_s"]),
-        tokens_per_s="–" if is_missing(best["tokens_per_s"]) else f"{best['tokens_per_s']:,.0f}",
-        persistent=format_bytes(best["persistent_bytes"]),
-        peak=format_bytes(best["peak_bytes"]),
+        step_s=float(best["median_s"]),
+        tokens_per_s=number(best["tokens_per_s"]),
+        persistent_bytes=number(best["persistent_bytes"]),
+        peak_bytes=number(best["peak_bytes"]),
         comparisons=comparisons,
         faster_but_unsafe=list(faster["approach"]),
+        noisy=[
+            approach
+            for approach in (winner, *(c.approach for c in comparisons if c.measured))
+            if by_approach[approach]["noisy"] is True or by_approach[approach]["noisy"] == "True"
+        ],
     )
 
 

@@ -20,99 +20,18 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common.results import load_records
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """What one result file is called, which ``python -m bench`` command writes it and which
-    columns it must have."""
-
-    name: str
-    filename: str
-    command: str
-    key_columns: tuple[str, ...]
-    columns: tuple[str, ...]
-
-
-VERIFICATION = SourceSpec(
-    name="verification",
-    filename="verification.json",
-    command="verify",
-    key_columns=("approach", "scenario", "property", "outcome"),
-    columns=(
-        "approach",
-        "scenario",
-        "group",
-        "property",
-        "outcome",
-        "expected",
-        "explanation",
-        "examples",
-        "counterexample",
-        "max_abs_change",
-        "detail",
-        "params",
-        "env",
-    ),
+from bench.common.schema import (
+    CASE_COLUMNS,
+    ENV_KEYS,
+    HEADLINE_SWEEP,
+    REALDATA,
+    RESULT_FILES,
+    RESULTS,
+    STEP_PHASE,
+    VERIFICATION,
+    ResultFileSchema,
 )
-RESULTS_NUMERIC = (
-    "V",
-    "D",
-    "trainable_fraction",
-    "n_trainable",
-    "T",
-    "median_s",
-    "iqr_s",
-    "rounds",
-    "tokens_per_s",
-    "persistent_bytes",
-    "peak_bytes",
-    "bound_bytes",
-    "bandwidth_bytes_per_s",
-    "bound_s",
-    "fraction_of_bound",
-    "allreduce_bytes",
-)
-
-RESULTS = SourceSpec(
-    name="results",
-    filename="results.json",
-    command="run",
-    key_columns=("approach", "phase", "status"),
-    columns=(
-        *("approach", "device", "dtype", "optimizer", "sparse", "sweep", "profile"),
-        *("phase", "status", "reason", "frozen_rows_identical", "env"),
-        *RESULTS_NUMERIC,
-    ),
-)
-REALDATA = SourceSpec(
-    name="realdata",
-    filename="realdata.json",
-    command="realdata",
-    key_columns=("approach",),
-    columns=(
-        "approach",
-        "pretrained_rows",
-        "new_rows",
-        "frozen_rows_identical",
-        "new_rows_changed",
-        "max_frozen_change",
-        "test_accuracy",
-        "train_accuracy",
-        "seconds",
-        "epochs",
-        "optimizer",
-        "weight_decay",
-        "seed",
-        "model",
-        "env",
-    ),
-)
-SOURCE_SPECS = (VERIFICATION, RESULTS, REALDATA)
-
-# The columns that together say which benchmark case a result row measured (``n_trainable``
-# follows from V and the fraction, so it never tells two cases apart on its own).
-CASE_COLUMNS = ("device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse")
+from bench.common.text import format_bytes
 
 # The two answers the original question got, and the library peer; the answer compares with them.
 REFERENCE_APPROACHES = {
@@ -126,7 +45,7 @@ REFERENCE_APPROACHES = {
 class Source:
     """One result file: its frame when usable, otherwise the reason it is not."""
 
-    spec: SourceSpec
+    spec: ResultFileSchema
     path: Path
     frame: pd.DataFrame | None
     problem: str | None
@@ -136,7 +55,7 @@ class Source:
         return self.frame is not None and not self.frame.empty
 
 
-def load_source(in_dir: Path, spec: SourceSpec) -> Source:
+def load_source(in_dir: Path, spec: ResultFileSchema) -> Source:
     """Load ``spec``'s file from ``in_dir``; a missing or malformed file becomes a ``problem``."""
     path = Path(in_dir) / spec.filename
     if not path.exists():
@@ -150,14 +69,14 @@ def load_source(in_dir: Path, spec: SourceSpec) -> Source:
     if not records:
         return Source(spec, path, None, f"{spec.filename} holds no records")
     frame = pd.DataFrame.from_records(records)
-    missing = [column for column in spec.key_columns if column not in frame.columns]
+    missing = [column for column in spec.required if column not in frame.columns]
     if missing:
         return Source(
             spec,
             path,
             None,
             f"{spec.filename}: records lack the key(s) {', '.join(missing)}; "
-            f"expected {', '.join(spec.key_columns)}",
+            f"expected {', '.join(spec.required)}",
         )
     for column in spec.columns:
         if column not in frame.columns:
@@ -166,8 +85,8 @@ def load_source(in_dir: Path, spec: SourceSpec) -> Source:
 
 
 def load_sources(in_dir: Path) -> dict[str, Source]:
-    """Every result file the report knows, keyed by ``SourceSpec.name``."""
-    return {spec.name: load_source(in_dir, spec) for spec in SOURCE_SPECS}
+    """Every result file the report knows, keyed by ``ResultFileSchema.name``."""
+    return {spec.name: load_source(in_dir, spec) for spec in RESULT_FILES}
 
 
 def tidy_verification(frame: pd.DataFrame) -> pd.DataFrame:
@@ -181,7 +100,7 @@ def tidy_verification(frame: pd.DataFrame) -> pd.DataFrame:
 
 def tidy_results(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.astype({"approach": str, "phase": str, "status": str})
-    for column in RESULTS_NUMERIC:
+    for column in RESULTS.numeric:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["sparse"] = frame["sparse"].map(lambda value: value is True or value == "True")
     return frame
@@ -191,7 +110,22 @@ def tidy_realdata(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"approach": str})
 
 
-TIDIERS = {"verification": tidy_verification, "results": tidy_results, "realdata": tidy_realdata}
+TIDIERS = {
+    VERIFICATION.name: tidy_verification,
+    RESULTS.name: tidy_results,
+    REALDATA.name: tidy_realdata,
+}
+
+
+def ok_rows(
+    results: pd.DataFrame, sweep: str = HEADLINE_SWEEP, phase: str | None = STEP_PHASE
+) -> pd.DataFrame:
+    """Rows of ``sweep`` (and ``phase``, unless None) that were measured: the one filter every
+    table, figure and answer about a sweep starts from."""
+    keep = (results["sweep"] == sweep) & (results["status"] == "ok")
+    if phase is not None:
+        keep &= results["phase"] == phase
+    return results[keep]
 
 
 def ordered_unique(values: Iterable) -> list:
@@ -209,8 +143,8 @@ def is_missing(value: object) -> bool:
         return False
 
 
-def format_count(value: float) -> str:
-    return f"{int(value):,}"
+def format_count(value: float | None) -> str:
+    return "–" if is_missing(value) else f"{value:,.0f}"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -221,16 +155,6 @@ def format_seconds(seconds: float | None) -> str:
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds * 1e6:.3g} µs"
-
-
-def format_bytes(count: float | None) -> str:
-    if is_missing(count):
-        return "–"
-    magnitude = abs(count)
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if magnitude >= size:
-            return f"{count / size:.3g} {unit}"
-    return f"{int(count)} B"
 
 
 def format_percent(fraction: float | None) -> str:
@@ -321,18 +245,6 @@ def environment_note(frame: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-ENV_KEYS = (
-    "torch_version",
-    "python_version",
-    "cpu_model",
-    "cpu_count",
-    "threads",
-    "gpu_name",
-    "cuda_version",
-    "commit",
-)
-
-
 def environment_table(sources: Mapping[str, Source]) -> pd.DataFrame:
     """One row per (result file, distinct environment), with the dates the records span."""
     rows = []
@@ -341,15 +253,16 @@ def environment_table(sources: Mapping[str, Source]) -> pd.DataFrame:
             continue
         envs = [env if isinstance(env, Mapping) else {} for env in source.frame["env"]]
         frame = pd.DataFrame.from_records(envs) if envs else pd.DataFrame()
-        for key in (*ENV_KEYS, "date"):
+        for key in ENV_KEYS:
             if key not in frame.columns:
                 frame[key] = None
-        frame = frame.astype({key: str for key in ENV_KEYS})
-        for values, group in frame.groupby(list(ENV_KEYS), sort=False, dropna=False):
+        identity = [key for key in ENV_KEYS if key != "date"]
+        frame = frame.astype({key: str for key in identity})
+        for values, group in frame.groupby(identity, sort=False, dropna=False):
             dates = sorted({str(d) for d in group["date"] if not is_missing(d)})
             span = " – ".join(dates[:1] + dates[1:][-1:])
             row = {"file": source.spec.filename, "records": len(group)}
-            row.update(dict(zip(ENV_KEYS, values, strict=True)))
+            row.update(dict(zip(identity, values, strict=True)))
             row["date"] = span
             rows.append(row)
     return pd.DataFrame(rows)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.common.schema import COMPILED_SWEEP
 from bench.report.sources import (
     CASE_COLUMNS,
     describe_case,
     format_bytes,
+    format_count,
     format_percent,
     format_seconds,
     is_missing,
+    ok_rows,
     row_keys,
 )
 
@@ -32,11 +35,7 @@ def yes_no(value: object) -> str:
 def headline_table(results: pd.DataFrame) -> pd.DataFrame:
     """Every approach's numbers at the headline case (full step), fastest first per device and
     optimizer (a step's cost depends on the optimizer as much as on the approach)."""
-    rows = results[
-        (results["sweep"] == "headline")
-        & (results["phase"] == "step")
-        & (results["status"] == "ok")
-    ].sort_values(["device", "optimizer", "median_s"])
+    rows = ok_rows(results).sort_values(["device", "optimizer", "median_s"])
     return pd.DataFrame(
         {
             "approach": rows["approach"],
@@ -52,6 +51,48 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
             "bound": rows["bound_s"].map(format_seconds),
             "fraction of bound": rows["fraction_of_bound"].map(format_percent),
             "frozen rows identical": rows["frozen_rows_identical"].map(yes_no),
+            "threads": rows["threads"].map(format_count),
+            "busy cores before": rows["load_before"].map(format_load),
+            "noisy": rows["noisy"].map(noisy_or_not),
+        }
+    )
+
+
+def noisy_or_not(value: object) -> str:
+    if is_missing(value):
+        return "–"
+    return "noisy" if value is True or value == "True" else "no"
+
+
+def format_load(cores: float | None) -> str:
+    return "–" if is_missing(cores) else f"{cores:.2f}"
+
+
+COMPILED_MATCH = ("approach", "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer")
+"""What a compiled row shares with the eager row it is compared with."""
+
+
+def compiled_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Each compiled step beside the eager step of the same approach and case, with the ratio."""
+    compiled = ok_rows(results, COMPILED_SWEEP)
+    eager = ok_rows(results)
+    eager = eager[eager["compile"].isna()]
+    if compiled.empty or eager.empty:
+        return pd.DataFrame()
+    pairs = compiled.merge(eager, on=list(COMPILED_MATCH), suffixes=("", "_eager"))
+    return pd.DataFrame(
+        {
+            "approach": pairs["approach"],
+            "optimizer": pairs["optimizer"],
+            "device": pairs["device"],
+            "compiled": pairs["compile"],
+            "eager step": pairs["median_s_eager"].map(format_seconds),
+            "compiled step": pairs["median_s"].map(format_seconds),
+            "compiled / eager": (pairs["median_s"] / pairs["median_s_eager"]).map(
+                lambda ratio: f"{ratio:.2f}×"
+            ),
+            "compiled fraction of bound": pairs["fraction_of_bound"].map(format_percent),
+            "noisy": (pairs["noisy"].eq(True) | pairs["noisy_eager"].eq(True)).map(noisy_or_not),
         }
     )
 

@@ -13,45 +13,22 @@ import argparse
 import multiprocessing
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import find
 from hypothesis.errors import NoSuchExample
 from tqdm import tqdm
 
 import impls
 from bench.common.environment import environment
 from bench.common.results import ResultsFile
+from bench.common.schema import VERIFICATION, record
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
+from bench.verify.sampling import SAMPLING_PROFILES, SamplingProfile, search_settings
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
 from bench.verify.strategies import worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
-
-
-@dataclass(frozen=True)
-class SamplingProfile:
-    examples: int  # drawn cases per cell, after the worked example
-    shrink_examples: int  # drawn cases allowed when searching for a small violation
-
-
-PROFILES = {
-    "quick": SamplingProfile(examples=6, shrink_examples=30),
-    "thorough": SamplingProfile(examples=200, shrink_examples=1000),
-}
-
-
-def _settings(max_examples: int, shrink: bool) -> settings:
-    phases = [Phase.generate, Phase.shrink] if shrink else [Phase.generate]
-    return settings(
-        max_examples=max_examples,
-        phases=phases,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 class _Unsupported(Exception):
@@ -60,21 +37,24 @@ class _Unsupported(Exception):
 
 def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields) -> dict:
     cell = expectation(approach, scenario.name, prop)
-    return {
-        "approach": approach,
-        "scenario": scenario.name,
-        "group": scenario.group,
-        "property": prop,
-        "outcome": outcome,
-        "expected": cell.outcome,
-        "explanation": cell.why,
-        "examples": fields.get("examples", 0),
-        "counterexample": fields.get("counterexample"),
-        "max_abs_change": fields.get("max_abs_change", 0.0),
-        "detail": fields.get("detail"),
-        "params": scenario.params(),
-        "env": environment(),
-    }
+    return record(
+        VERIFICATION,
+        approach=approach,
+        scenario=scenario.name,
+        group=scenario.group,
+        property=prop,
+        outcome=outcome,
+        expected=cell.outcome,
+        explanation=cell.why,
+        examples=fields.get("examples", 0),
+        counterexample=fields.get("counterexample"),
+        max_abs_change=fields.get("max_abs_change", 0.0),
+        detail=fields.get("detail"),
+        weight_decay=scenario.weight_decay,
+        sparse_gradients=scenario.sparse_gradients,
+        params=scenario.params(),
+        env=environment(),
+    )
 
 
 def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> list[dict]:
@@ -100,7 +80,7 @@ def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> 
     try:
         observe(worked_example())
         examples = min(profile.examples, scenario.max_examples or profile.examples)
-        find(scenario.cases(), observe, settings=_settings(examples, shrink=False))
+        find(scenario.cases(), observe, settings=search_settings(examples, shrink=False))
     except NoSuchExample:
         pass
     except _Unsupported as refusal:
@@ -145,7 +125,9 @@ def _shrink(
 
     try:
         return find(
-            scenario.cases(), violates, settings=_settings(profile.shrink_examples, shrink=True)
+            scenario.cases(),
+            violates,
+            settings=search_settings(profile.shrink_examples, shrink=True),
         )
     except NoSuchExample:
         return None
@@ -194,7 +176,7 @@ def _cell_job(job: tuple[str, str, SamplingProfile]) -> list[dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--profile", choices=sorted(SAMPLING_PROFILES), default="quick")
     parser.add_argument(
         "--approaches",
         nargs="+",
@@ -214,14 +196,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    profile = PROFILES[args.profile]
+    profile = SAMPLING_PROFILES[args.profile]
     approaches = args.approaches or list(impls.APPROACHES)
     names = args.scenarios or list(SCENARIOS)
     for name in names:
         if reason := SCENARIOS[name].available():
             print(f"skipping scenario {name}: {reason}", file=sys.stderr)
     names = [n for n in names if not SCENARIOS[n].available()]
-    results = ResultsFile(f"{args.out}/verification.json", key=("approach", "scenario", "property"))
+    results = ResultsFile(f"{args.out}/{VERIFICATION.filename}", key=VERIFICATION.key)
     done = {(r["approach"], r["scenario"]) for r in results.records}
     local = [n for n in names if n not in DISTRIBUTED]
     jobs = [(a, n, profile) for n in local for a in approaches if (a, n) not in done]

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, replace
 
 import impls
 from bench.common.optimizers import OPTIMIZERS
+from bench.common.schema import CORE_PROPERTIES
+from bench.common.text import error_text
 from bench.verify import properties as P
-from bench.verify.scenarios import CORE_PROPERTIES, Scenario
+from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import TrainingCase, approach_factory, ideal_factory, train
 
 
@@ -18,10 +20,6 @@ class CaseVerdicts:
 
     verdicts: dict[str, P.Verdict] = field(default_factory=dict)
     unsupported: str | None = None
-
-
-def unsupported_reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def judge_case(
@@ -46,10 +44,14 @@ def judge_case(
     try:
         run = train(factory, case, spec, loop)
     except impls.UnsupportedOption as error:
-        return CaseVerdicts(unsupported=unsupported_reason(error))
-    except RuntimeError as error:
-        if "sparse" in str(error).lower() or "dense" in str(error).lower():
-            return CaseVerdicts(unsupported=unsupported_reason(error))
+        return CaseVerdicts(unsupported=error_text(error))
+    except Exception as error:
+        if loop.wraps_in_a_tool:  # torch.compile / torch.func refusing the approach's code
+            return CaseVerdicts(unsupported=error_text(error))
+        if isinstance(error, RuntimeError) and any(
+            word in str(error).lower() for word in ("sparse", "dense")
+        ):
+            return CaseVerdicts(unsupported=error_text(error))
         raise
     mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}
@@ -58,7 +60,7 @@ def judge_case(
         ideal = train(ideal_factory(case), case, spec, loop.for_ideal())
     for prop in properties:
         if prop == "P1":
-            verdicts[prop] = P.frozen_rows_identical(run, mask, approach, name)
+            verdicts[prop] = P.frozen_rows_stay(run, mask, approach, name)
         elif prop == "P2":
             verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
         elif prop == "P3":

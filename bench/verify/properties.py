@@ -12,17 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.common.frozen_rows import changed_frozen_rows
+from bench.common.schema import PROPERTIES
 from bench.verify.trajectory import Trajectory
-
-PROPERTIES = {
-    "P1": "frozen rows of merged_weight() stay bit-identical after every step",
-    "P2": "every trainable row that received a non-zero gradient has changed",
-    "P3": "trainable rows follow the ideal trajectory (only they are parameters)",
-    "P4": "forward equals F.embedding(ids, merged_weight(), ...)",
-    "P5": "the caller's weight, trainable and ids tensors are never modified",
-    "P6": "save / load / continue gives the same trajectory as never stopping",
-    "P7": "distributed: every rank holds the same table, and P1 holds on each",
-}
 
 
 @dataclass(frozen=True)
@@ -46,22 +38,21 @@ def tolerance(dtype: torch.dtype) -> dict[str, float]:
 
 
 def _where(approach: str, scenario: str, prop: str) -> str:
-    return f"{prop} violated by approach {approach!r} in scenario {scenario!r}"
+    return f"{prop} ({PROPERTIES[prop]}) violated by approach {approach!r} in scenario {scenario!r}"
 
 
-def frozen_rows_identical(run: Trajectory, mask: Tensor, approach: str, scenario: str) -> Verdict:
-    """P1, with ``torch.equal``: not close, identical."""
+def frozen_rows_stay(run: Trajectory, mask: Tensor, approach: str, scenario: str) -> Verdict:
+    """P1: bit-identical, not close (:func:`bench.common.frozen_rows.changed_frozen_rows`)."""
     initial = run.tables[0]
-    frozen = (~mask).nonzero().squeeze(1)
     worst = 0.0
     first = ""
     for step, table in enumerate(run.tables[1:], start=1):
-        changed = (table[frozen] != initial[frozen]).any(dim=1)
-        if changed.any():
-            delta = (table[frozen] - initial[frozen]).abs().max().item()
-            worst = max(worst, delta)
+        changed = changed_frozen_rows(initial, table, mask)
+        if changed.numel():
+            delta = (table[changed] - initial[changed]).abs().nan_to_num(float("inf")).max()
+            worst = max(worst, delta.item())
             if not first:
-                row = int(frozen[changed.nonzero()[0, 0]])
+                row = int(changed[0])
                 first = (
                     f"{_where(approach, scenario, 'P1')}: after step {step} frozen row {row} "
                     f"changed from {initial[row].tolist()} to {table[row].tolist()}"

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from bench.common.optimizers import OPTIMIZERS
+from bench.common.schema import CORE_PROPERTIES, SCENARIO_GROUPS
 from bench.verify.strategies import cases
 from bench.verify.trajectory import Loop, TrainingCase, on, with_options
-
-CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
 
 LOOP_OPTIMIZER = "adam"  # no weight decay, elementwise: a loop feature's effect shows alone
 
@@ -24,7 +23,7 @@ LOOP_OPTIMIZER = "adam"  # no weight decay, elementwise: a loop feature's effect
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    group: str  # optimizer | option | dtype | loop | distributed | device
+    group: str  # one of SCENARIO_GROUPS
     description: str
     optimizer: str = LOOP_OPTIMIZER
     options: dict = field(default_factory=dict)
@@ -34,6 +33,22 @@ class Scenario:
     loop: Loop = field(default_factory=Loop)
     properties: tuple[str, ...] = CORE_PROPERTIES
     max_examples: int | None = None  # a cap for scenarios whose examples are slow
+
+    def __post_init__(self) -> None:
+        if self.group not in SCENARIO_GROUPS:
+            raise ValueError(
+                f"group: expected one of {SCENARIO_GROUPS} for scenario {self.name!r}, "
+                f"got {self.group!r}"
+            )
+
+    @property
+    def weight_decay(self) -> float:
+        """The weight decay the scenario's optimizer applies (its default included)."""
+        return OPTIMIZERS[self.optimizer].weight_decay
+
+    @property
+    def sparse_gradients(self) -> bool:
+        return bool(self.options.get("sparse", False))
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -153,6 +168,23 @@ SCENARIOS: dict[str, Scenario] = {
             loop=Loop(compile="aot_eager"),
             properties=("P1", "P2", "P3", "P4", "P5"),
             max_examples=3,
+        ),
+        Scenario(
+            "compile_fullgraph",
+            "loop",
+            "the module is torch.compile'd with fullgraph=True (aot_eager backend): a graph "
+            "break, a host read or a data-dependent shape is an error",
+            loop=Loop(compile="aot_eager", fullgraph=True),
+            properties=("P1", "P2", "P3", "P4", "P5"),
+            max_examples=3,
+        ),
+        Scenario(
+            "torch_func",
+            "loop",
+            "gradients by torch.func.grad over functional_call, forward vmap'd over the batch "
+            "dimension, written to .grad before optimizer.step()",
+            loop=Loop(func=True),
+            properties=("P1", "P2", "P3", "P4", "P5"),
         ),
         Scenario(
             "tied_output",

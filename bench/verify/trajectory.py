@@ -51,8 +51,13 @@ class Loop:
     after backward. ``micro_batches``: each step's ids are split along dim 0 and the gradients
     accumulated. ``autocast``: forward and loss under ``torch.autocast`` with that dtype.
     ``grad_scaler``: float16 loss scaling with ``torch.amp.GradScaler``. ``compile``: the module
-    is ``torch.compile``d with that backend. ``tied_output``: an output layer tied to the table
-    (``logits = out @ effective_weight().T``) adds a positive-weighted sum of logits to the loss.
+    is ``torch.compile``d with that backend, with ``fullgraph=True`` when ``fullgraph`` (a graph
+    break is then an error, not a silent fallback). ``tied_output``: an output layer tied to the
+    table (``logits = out @ effective_weight().T``) adds a positive-weighted sum of logits to the
+    loss. ``func``: the gradient comes from ``torch.func.grad`` over
+    ``torch.func.functional_call``, the forward is ``torch.func.vmap``'d over the batch dimension,
+    and the gradients are written to ``.grad`` before ``optimizer.step()`` (the functorch style
+    of training loop).
     """
 
     checkpoint_after: int | None = None
@@ -61,11 +66,19 @@ class Loop:
     autocast: str | None = None
     grad_scaler: bool = False
     compile: str | None = None
+    fullgraph: bool = False
     tied_output: bool = False
+    func: bool = False
 
     def for_ideal(self) -> Loop:
-        """The reference keeps the loop's semantics but is never compiled nor checkpointed."""
-        return replace(self, compile=None, checkpoint_after=None)
+        """The reference keeps the loop's semantics but is never compiled nor checkpointed, and
+        takes its gradients by backward (the same gradients ``torch.func.grad`` computes)."""
+        return replace(self, compile=None, fullgraph=False, checkpoint_after=None, func=False)
+
+    @property
+    def wraps_in_a_tool(self) -> bool:
+        """Whether the loop hands the module to a tool that may refuse it (compile, torch.func)."""
+        return bool(self.compile) or self.func
 
 
 @dataclass
@@ -128,7 +141,38 @@ def _loss(module, model, ids: Tensor, coefficients: Tensor, loop: Loop, step: in
 
 
 def _compiled(module: torch.nn.Module, loop: Loop):
-    return torch.compile(module, backend=loop.compile) if loop.compile else module
+    if not loop.compile:
+        return module
+    # Each case is a new module with new shapes; without a reset, Dynamo's recompilations of
+    # the class's forward pile up across cases until fullgraph=True fails on the limit.
+    torch._dynamo.reset()
+    return torch.compile(module, backend=loop.compile, fullgraph=loop.fullgraph)
+
+
+def _func_backward(module: torch.nn.Module, ids: Tensor, coefficients: Tensor) -> Tensor:
+    """The loss's gradient by ``torch.func``, added to each trainable parameter's ``.grad``;
+    returns the (vmapped) output. Nothing runs through ``Tensor.backward``, so hooks on the
+    module's parameters see no gradient, exactly as in a user's functorch loop."""
+    trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    fixed = {
+        **{n: p for n, p in module.named_parameters() if not p.requires_grad},
+        **dict(module.named_buffers()),
+    }
+
+    def loss(params):
+        def lookup(row):
+            return torch.func.functional_call(module, (params, fixed), (row,))
+
+        output = torch.func.vmap(lookup)(ids)
+        return (output * coefficients.to(output.dtype)).sum(), output
+
+    if not trainable:
+        return loss({})[1]
+    grads, output = torch.func.grad(loss, has_aux=True)(trainable)
+    for name, grad in grads.items():
+        parameter = trainable[name]
+        parameter.grad = grad if parameter.grad is None else parameter.grad + grad
+    return output
 
 
 def train(
@@ -162,6 +206,9 @@ def train(
         )
         for micro_ids, micro_coefficients in chunks:
             if micro_ids.numel() == 0:
+                continue
+            if loop.func:
+                outputs.append(_func_backward(module, micro_ids, micro_coefficients).detach())
                 continue
             with torch.autocast(
                 device_type,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-HOLDS, VIOLATED, UNSUPPORTED = "holds", "violated", "unsupported"
+from bench.common.schema import HOLDS, UNSUPPORTED, VIOLATED
 
 ANY = None  # a rule field that matches everything
 
@@ -89,6 +89,15 @@ RULES: tuple[Rule, ...] = (
         VIOLATED,
         "ASGD shrinks every parameter by (1 - lambd·eta) each step (lambd = 1e-4 by default), "
         "whatever its gradient, so zero-gradient rows decay",
+    ),
+    Rule(
+        {"grad_zero", "grad_hook"},
+        {"torch_func"},
+        {"P1"},
+        VIOLATED,
+        "the frozen rows' gradient is zeroed by a hook on the Parameter (grad_hook) or on its "
+        ".grad accumulation (grad_zero); torch.func.grad over functional_call runs neither, so "
+        "the frozen rows get their real gradient and train",
     ),
     Rule(
         {"grad_zero", "grad_hook", "freeze_all"},

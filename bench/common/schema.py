@@ -1,0 +1,191 @@
+"""The vocabulary of every result file, in one torch-free place.
+
+Writers build their records from these names, the report reads the files through them and the
+tests check files against them, so a key, an outcome or a property's wording cannot change in one
+place only. Nothing here imports torch: the report must be able to load it (and rebuild the page)
+without the measuring code. The keys are interfaces that other tools read: add freely, never
+rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOLDS, VIOLATED, UNSUPPORTED = "holds", "violated", "unsupported"
+OUTCOMES = (HOLDS, VIOLATED, UNSUPPORTED)
+"""A verification cell's outcome: measured (``outcome``) and predicted (``expected``)."""
+
+PROPERTIES = {
+    "P1": "frozen rows stay bit-identical after every step",
+    "P2": "every trainable row that received a non-zero gradient changes",
+    "P3": "trainable rows follow the ideal trajectory (only they are parameters)",
+    "P4": "forward equals F.embedding(ids, merged_weight(), ...)",
+    "P5": "the caller's weight, trainable and ids tensors are never modified",
+    "P6": "save / load / continue gives the same trajectory as never stopping",
+    "P7": "distributed: every rank holds the same table, and P1 holds on each",
+}
+"""P1–P7 of DESIGN.md, worded once for messages, the report and the README."""
+CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
+"""The properties one process can judge; P7 needs ranks."""
+DISTRIBUTED_PROPERTY = "P7"
+
+SCENARIO_GROUPS = ("optimizer", "option", "dtype", "loop", "distributed", "device")
+"""Scenario groups in the order the report lists them."""
+
+ENV_KEYS = (
+    "torch_version", "python_version", "cpu_model", "cpu_count", "threads", "gpu_name",
+    "cuda_version", "commit", "date",
+)  # fmt: skip
+"""The ``env`` object every record carries."""
+
+
+@dataclass(frozen=True)
+class ResultFileSchema:
+    """One result file: its name, the command that writes it, its keys.
+
+    ``key`` makes a record unique (a resumed run skips what it finds); ``required`` are the keys a
+    reader cannot do without; ``columns`` are every key a record carries, ``numeric`` those that
+    hold numbers.
+    """
+
+    name: str
+    filename: str
+    command: str
+    key: tuple[str, ...]
+    required: tuple[str, ...]
+    columns: tuple[str, ...]
+    numeric: tuple[str, ...] = ()
+
+
+VERIFICATION = ResultFileSchema(
+    name="verification",
+    filename="verification.json",
+    command="verify",
+    key=("approach", "scenario", "property"),
+    required=("approach", "scenario", "property", "outcome"),
+    columns=(
+        "approach",
+        "scenario",
+        "group",
+        "property",
+        "outcome",
+        "expected",
+        "explanation",
+        "examples",
+        "counterexample",
+        "max_abs_change",
+        "detail",
+        "weight_decay",
+        "sparse_gradients",
+        "params",
+        "env",
+    ),
+    numeric=("examples", "max_abs_change", "weight_decay"),
+)
+"""``weight_decay`` is the decay the scenario's optimizer applies (its default included) and
+``sparse_gradients`` whether the table's gradients are sparse: the two facts that decide which
+user setups a cell speaks for."""
+
+CASE_FIELDS = (
+    "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
+    "optimizer", "sparse", "sweep", "profile", "compile",
+)  # fmt: skip
+"""What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
+compiled (``fullgraph``)."""
+CASE_COLUMNS = (
+    "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
+)  # fmt: skip
+"""The case fields that tell two benchmark cases apart (``n_trainable`` follows from V and the
+fraction; approach, sweep and profile do not change what is measured)."""
+MEASURED_FIELDS = (
+    "median_s", "iqr_s", "rounds", "tokens_per_s", "persistent_bytes", "peak_bytes",
+    "bound_bytes", "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "allreduce_bytes",
+    "frozen_rows_identical", "estimated_bytes", "peak_method", "threads", "load_before", "noisy",
+    "attempts",
+)  # fmt: skip
+"""``threads``, ``load_before`` and ``noisy`` say whether a time can be trusted
+(:mod:`bench.common.load` states the rule); ``attempts`` counts the measurements made."""
+RESULTS = ResultFileSchema(
+    name="results",
+    filename="results.json",
+    command="run",
+    key=(*(f for f in CASE_FIELDS if f != "n_trainable"), "phase"),
+    required=("approach", "phase", "status"),
+    columns=(*CASE_FIELDS, "phase", "status", "reason", *MEASURED_FIELDS, "seed", "env"),
+    numeric=(
+        "V",
+        "D",
+        "trainable_fraction",
+        "n_trainable",
+        "T",
+        "median_s",
+        "iqr_s",
+        "rounds",
+        "tokens_per_s",
+        "persistent_bytes",
+        "peak_bytes",
+        "bound_bytes",
+        "bandwidth_bytes_per_s",
+        "bound_s",
+        "fraction_of_bound",
+        "allreduce_bytes",
+        "threads",
+        "load_before",
+        "attempts",
+    ),
+)
+STATUSES = ("ok", "skipped", "failed")
+"""A benchmark row's ``status``: measured, not attempted (with ``reason``), or attempted and
+failed (with ``reason``)."""
+HEADLINE_SWEEP, STEP_PHASE = "headline", "step"
+"""The sweep and phase of the headline figure: the full training step at the headline case."""
+COMPILED_SWEEP = "compiled"
+"""The headline case again with ``compile`` set, compared with its eager rows."""
+
+REALDATA = ResultFileSchema(
+    name="realdata",
+    filename="realdata.json",
+    command="realdata",
+    key=("approach",),
+    required=("approach",),
+    columns=(
+        "approach",
+        "pretrained_rows",
+        "new_rows",
+        "frozen_rows_identical",
+        "new_rows_changed",
+        "max_frozen_change",
+        "test_accuracy",
+        "train_accuracy",
+        "seconds",
+        "epochs",
+        "optimizer",
+        "learning_rate",
+        "weight_decay",
+        "batch_size",
+        "seed",
+        "model",
+        "train_sentences",
+        "test_sentences",
+        "refused",
+        "env",
+    ),
+    numeric=("max_frozen_change", "test_accuracy", "train_accuracy", "seconds"),
+)
+
+RESULT_FILES = (VERIFICATION, RESULTS, REALDATA)
+
+
+def record(schema: ResultFileSchema, **values: object) -> dict[str, object]:
+    """A record with exactly ``schema.columns``, in order; absent values are null.
+
+    A value for a key the schema does not list is a programming error, caught here rather than
+    by a reader that never sees the key.
+    """
+    unknown = set(values) - set(schema.columns)
+    if unknown:
+        raise ValueError(
+            f"values: unknown {schema.filename} keys {sorted(unknown)}; expected some of "
+            f"{list(schema.columns)}"
+        )
+    return {column: values.get(column) for column in schema.columns}
