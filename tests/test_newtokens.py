@@ -14,8 +14,8 @@ import re
 import pytest
 
 from bench import __main__ as bench_cli
+from bench.common.schema import NEWTOKENS, PEFT_PEER
 from bench.newtokens import answer, command, corpus, workload
-from bench.newtokens.columns import COLUMNS, PEFT
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
@@ -32,13 +32,13 @@ TINY_MODELS = tuple(
 TINY = workload.NewTokensProfile(
     "tiny", TINY_MODELS, tokenizer_vocab=600, new_tokens=4, sequence_length=32
 )
-APPROACHES = ["fused", "grad_zero", PEFT, "freeze_all"]
+APPROACHES = ["fused", "grad_zero", PEFT_PEER, "freeze_all"]
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> dict[tuple[str, str], dict]:
     out = tmp_path_factory.mktemp("newtokens")
-    results = command.run_newtokens(TINY, APPROACHES, ["cpu"], out, isolate=False)
+    results = command.run_newtokens(TINY, APPROACHES, ["cpu"], out, isolate=False, attempts=1)
     written = json.loads((out / "newtokens.json").read_text())
     assert written == json.loads(json.dumps(results.records, default=str))
     assert (out / "newtokens.csv").read_text().startswith("approach,")
@@ -48,14 +48,14 @@ def records(tmp_path_factory) -> dict[tuple[str, str], dict]:
 def test_one_record_per_approach_and_model_with_every_key(records):
     assert sorted(records) == sorted((a, m.name) for a in APPROACHES for m in TINY_MODELS)
     for record in records.values():
-        assert list(record) == list(COLUMNS)
+        assert list(record) == list(NEWTOKENS.columns)
         assert record["tied"] is (record["model"] == "gpt2")
         assert record["vocab_size"] == records[("fused", "gpt2")]["vocab_size"]
         assert record["new_tokens"] == 4 and record["embedding_dim"] == 32
 
 
 @pytest.mark.parametrize("model", ["gpt2", "llama"])
-@pytest.mark.parametrize("approach", ["fused", PEFT])
+@pytest.mark.parametrize("approach", ["fused", PEFT_PEER])
 def test_exact_approaches_keep_every_frozen_row_and_merge_to_the_same_logits(
     records, approach, model
 ):
@@ -89,16 +89,18 @@ def test_measured_fields_are_numbers(records):
     for key in ("loss_first", "loss_last", "step_median_s", "forward_median_s", "peak_bytes"):
         assert isinstance(record[key], (int, float)), key
     assert record["pretrain_steps"] == 5 and record["isolated"] is False
+    assert record["attempts"] == 1 and isinstance(record["noisy"], bool)
+    assert record["threads"] >= 1 and record["step_iqr_s"] >= 0
 
 
 def test_answer_from_the_records_picks_an_approach_that_did_the_job(records):
     answers = {a["model"]: a for a in answer.newtokens_answers(records.values())}
     assert sorted(answers) == ["gpt2", "llama"]
     for model, result in answers.items():
-        assert result["approach"] in ("fused", PEFT)
+        assert result["approach"] in ("fused", PEFT_PEER)
         assert answer.did_the_job(records[(result["approach"], model)])
         assert result["moved_frozen_rows"] == ["grad_zero"]
-        assert sorted(result["compared"]) == sorted(["grad_zero", PEFT])
+        assert sorted(result["compared"]) == sorted(["grad_zero", PEFT_PEER])
         assert result["compared"]["grad_zero"]["did_the_job"] is False
         assert 0 < result["checkpoint_fraction"] < 0.1
 
@@ -118,17 +120,17 @@ def test_answer_is_the_fastest_exact_approach_with_numbers_not_text():
         record("grad_zero", 0.5, exact=False),
         record("split", 2.0),
         record("fused", 1.0),
-        record(PEFT, 4.0, peak_bytes=300),
+        record(PEFT_PEER, 4.0, peak_bytes=300),
         record("concat", 0.8, merged_logits_equal=False),
         record("index_copy", 0.9, new_rows_changed=1),
         record("restore", 0.1, status="failed"),
     ]
     (result,) = answer.newtokens_answers(records)
     assert result["approach"] == "fused" and result["step_median_s"] == 1.0
-    assert result["did_the_job"] == ["fused", "split", PEFT]
+    assert result["did_the_job"] == ["fused", "split", PEFT_PEER]
     assert result["moved_frozen_rows"] == ["grad_zero"]
-    assert result["compared"][PEFT]["speedup"] == 4.0
-    assert result["compared"][PEFT]["peak_ratio"] == 3.0
+    assert result["compared"][PEFT_PEER]["speedup"] == 4.0
+    assert result["compared"][PEFT_PEER]["peak_ratio"] == 3.0
     assert result["compared"]["split"]["speedup"] == 2.0
     assert result["compared"]["grad_zero"] == {
         "did_the_job": False, "step_median_s": 0.5, "peak_bytes": 100, "checkpoint_bytes": 10,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .columns import PEFT
+from bench.common.schema import PEFT_PEER
 
-COMPARED = ("grad_zero", PEFT, "split")
+COMPARED = ("grad_zero", PEFT_PEER, "split")
 """The approaches every answer is compared with, when they were measured."""
 CASE_FIELDS = ("model", "device", "tied", "vocab_size", "new_tokens", "embedding_dim")
 WINNER_FIELDS = (

@@ -13,20 +13,20 @@ peak memory is the case's own. Steps:
    update") with the profile's learning rate, ``warmup_steps`` then ``measured_steps`` steps of
    ``zero_grad``, forward with the language-model loss, backward, ``step``. Each measured step is
    timed with ``perf_counter`` (CUDA synchronised at each cut), split into forward (with
-   ``zero_grad``), backward and optimizer; the record holds the medians.
+   ``zero_grad``), backward and optimizer; the record holds the medians (and the step's IQR),
+   summarised by :func:`bench.common.stats.time_summary` like every time column.
 3. Checks, after the peak was read: logits of the trained model on held-out text; the small
    checkpoint written (``checkpoint_bytes``: the file as written); the model merged into plain
    layers, whose logits must equal the trained model's bit for bit (``merged_logits_equal``);
    the merged tables compared with the starting model's (every frozen row of the input table and
-   of the output layer bit-identical, new rows changed); then the small checkpoint loaded into a
+   of the output layer bit-identical, :func:`bench.common.frozen_rows.changed_frozen_rows`; new
+   rows changed); then the small checkpoint loaded into a
    fresh starting model, whose logits must also equal them (``checkpoint_logits_equal``: false
    where frozen rows drifted, which a checkpoint of the trained rows cannot carry).
 """
 
 from __future__ import annotations
 
-import os
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,7 +35,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from bench.common.frozen_rows import changed_frozen_rows
 from bench.common.peak_memory import PeakMeter
+from bench.common.stats import time_summary
 from impls.base import UnsupportedOption
 
 from .installs import install
@@ -104,7 +106,6 @@ def _measure(case: NewTokensCase) -> dict:
         "full_checkpoint_bytes": _state_dict_bytes(merged),
         "merged_logits_equal": torch.equal(merged_logits, trained_logits),
         "checkpoint_logits_equal": torch.equal(checkpoint_logits, trained_logits),
-        "load_1m": os.getloadavg()[0],
         "threads": torch.get_num_threads(),
     }
 
@@ -140,16 +141,15 @@ def _train(model: nn.Module, optimizer, prepared: PreparedModel, device: str) ->
         losses.append(loss.detach().item())
         if step >= spec.warmup_steps:
             phases.append([cuts[0] - start, cuts[1] - cuts[0], cuts[2] - cuts[1], cuts[2] - start])
-    forward, backward, optimizer_s, step_s = (
-        statistics.median(p) for p in zip(*phases, strict=True)
-    )
+    forward, backward, optimizer_s, step = (time_summary(p) for p in zip(*phases, strict=True))
     return {
         "loss_first": losses[0],
         "loss_last": losses[-1],
-        "step_median_s": step_s,
-        "forward_median_s": forward,
-        "backward_median_s": backward,
-        "optimizer_median_s": optimizer_s,
+        "step_median_s": step["median_s"],
+        "step_iqr_s": step["iqr_s"],
+        "forward_median_s": forward["median_s"],
+        "backward_median_s": backward["median_s"],
+        "optimizer_median_s": optimizer_s["median_s"],
     }
 
 
@@ -183,7 +183,7 @@ def _row_changes(merged: nn.Module, start: nn.Module, new_ids: tuple[int, ...]) 
     new[list(new_ids)] = True
     identical, changed, drift = True, 0, 0.0
     for a, b in zip(after, before, strict=True):
-        identical &= torch.equal(a[~new], b[~new])
+        identical &= changed_frozen_rows(b, a, new).numel() == 0
         changed += int((a[new] != b[new]).any(dim=1).sum())
         drift = max(drift, float((a[~new] - b[~new]).abs().max()))
     return {

@@ -20,8 +20,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 import impls
-
-from .columns import PEFT
+from bench.common.schema import PEFT_PEER
 
 TRAINED_ROWS_FILE = "trained_rows.safetensors"
 PEFT_ADAPTER_FILE = "adapter_model.safetensors"
@@ -99,6 +98,6 @@ def _untied_targets(model: nn.Module) -> list[str] | None:
 
 
 def install(approach: str, model: nn.Module, new_ids: Sequence[int]) -> RowsInstall | PeftInstall:
-    if approach == PEFT:
+    if approach == PEFT_PEER:
         return PeftInstall(model, new_ids)
     return RowsInstall(model, new_ids, approach)
