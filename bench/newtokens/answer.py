@@ -19,7 +19,7 @@ COMPARED = ("grad_zero", PEFT_PEER, "split")
 CASE_FIELDS = ("model", "device", "tied", "vocab_size", "new_tokens", "embedding_dim")
 WINNER_FIELDS = (
     "approach", "step_median_s", "forward_median_s", "backward_median_s", "optimizer_median_s",
-    "peak_bytes", "checkpoint_bytes", "full_checkpoint_bytes",
+    "peak_bytes", "checkpoint_bytes", "full_checkpoint_bytes", "noisy",
 )  # fmt: skip
 
 
@@ -40,7 +40,8 @@ def newtokens_answers(records: Iterable[Mapping]) -> list[dict]:
     Keys: the case (``model``, ``device``, ``tied``, ``vocab_size``, ``new_tokens``,
     ``embedding_dim``); the winner's ``approach`` (None if no approach did the job) and its
     ``step_median_s``, phase medians, ``peak_bytes``, ``checkpoint_bytes``,
-    ``full_checkpoint_bytes``; ``checkpoint_fraction`` (its small checkpoint over the whole
+    ``full_checkpoint_bytes``, ``noisy`` (its time was measured on a busy machine);
+    ``checkpoint_fraction`` (its small checkpoint over the whole
     model's); ``did_the_job`` and ``moved_frozen_rows`` (approach names, fastest first, the
     latter those whose frozen rows changed); ``compared``: for each of ``COMPARED`` that was
     measured, ``{"did_the_job", "step_median_s", "peak_bytes", "checkpoint_bytes", "speedup",
@@ -59,7 +60,7 @@ def _answer(group: list[Mapping]) -> dict:
     good = [r for r in by_speed if did_the_job(r)]
     winner = good[0] if good else None
     answer = {field: group[0][field] for field in CASE_FIELDS}
-    answer.update({field: None if winner is None else winner[field] for field in WINNER_FIELDS})
+    answer.update({field: None if winner is None else winner.get(field) for field in WINNER_FIELDS})
     answer["checkpoint_fraction"] = (
         None if winner is None else winner["checkpoint_bytes"] / winner["full_checkpoint_bytes"]
     )
