@@ -36,13 +36,26 @@ APPROACHES = ["fused", "grad_zero", PEFT_PEER, "freeze_all"]
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory) -> dict[tuple[str, str], dict]:
-    out = tmp_path_factory.mktemp("newtokens")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("newtokens")
+
+
+@pytest.fixture(scope="module")
+def records(out) -> dict[tuple[str, str], dict]:
     results = command.run_newtokens(TINY, APPROACHES, ["cpu"], out, isolate=False, attempts=1)
     written = json.loads((out / "newtokens.json").read_text())
     assert written == json.loads(json.dumps(results.records, default=str))
     assert (out / "newtokens.csv").read_text().startswith("approach,")
     return {(r["approach"], r["model"]): r for r in written}
+
+
+def test_a_rerun_with_the_same_out_resumes_without_preparing_anything(records, out, monkeypatch):
+    def prepare(*args):
+        raise AssertionError("every case was finished: nothing should be prepared")
+
+    monkeypatch.setattr(command, "prepare", prepare)
+    rerun = command.run_newtokens(TINY, APPROACHES, ["cpu"], out, isolate=False, attempts=1)
+    assert {(r["approach"], r["model"]): r for r in rerun.records} == records
 
 
 def test_one_record_per_approach_and_model_with_every_key(records):

@@ -130,25 +130,31 @@ def run_newtokens(
     """
     results = ResultsFile(Path(out) / NEWTOKENS.filename, key=NEWTOKENS.key)
     finished = {
-        results.key_of(r)
+        (r["approach"], r["model"], r["device"])
         for r in results.records
         if r.get("status") in FINISHED
         and r.get("profile") == profile.name
         and r.get("seed") == seed
     }
-    workload = prepare(profile, seed)
+    todo = [
+        (spec.name, device, approach)
+        for spec in profile.models
+        for device in devices
+        for approach in approaches
+        if (approach, spec.name, device) not in finished
+    ]
+    if not todo:  # nothing to measure: no tokenizer to train, no model to pre-train
+        return results
+    workload = prepare(profile.only(sorted({model for model, _, _ in todo})), seed)
     with workload.directory:
-        for prepared in workload.models.values():
-            for device in devices:
-                for approach in approaches:
-                    row = base_record(approach, device, prepared, profile, workload.new_words)
-                    if results.key_of(row) in finished:
-                        continue
-                    case = NewTokensCase(approach, device, prepared, profile.learning_rate)
-                    row.update(measure(case, profile, memory_budget, isolate, attempts))
-                    row["isolated"] = isolate
-                    results.append(row)
-                    print(f"newtokens: {_one_line(row)}", flush=True)
+        for model, device, approach in todo:
+            prepared = workload.models[model]
+            row = base_record(approach, device, prepared, profile, workload.new_words)
+            case = NewTokensCase(approach, device, prepared, profile.learning_rate)
+            row.update(measure(case, profile, memory_budget, isolate, attempts))
+            row["isolated"] = isolate
+            results.append(row)
+            print(f"newtokens: {_one_line(row)}", flush=True)
     return results
 
 
