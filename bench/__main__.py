@@ -16,6 +16,7 @@ COMMANDS = {
     "verify": "bench.verify.command",
     "run": "bench.perf.command",
     "realdata": "bench.realdata",
+    "newtokens": "bench.newtokens.command",
     "report": "bench.report.command",
 }
 

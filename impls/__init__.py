@@ -2,7 +2,8 @@
 
 ``APPROACHES`` maps each approach's short name to its class; every class meets the contract of
 :class:`impls.base.PartiallyFrozenEmbedding` (``from_pretrained``, ``parameters``, ``attach``,
-``merged_weight``, ``trainable_mask``).
+``merged_weight``, ``trainable_mask``). :func:`train_only_rows` installs any of them in a language
+model (see :mod:`impls.language_model`).
 """
 
 from .base import EmbeddingOptions, PartiallyFrozenEmbedding, UnsupportedOption
@@ -14,6 +15,15 @@ from .fused import Fused
 from .grad_hook import GradHook
 from .grad_zero import GradZero
 from .index_copy import IndexCopy
+from .language_model import (
+    InstalledTables,
+    PartiallyFrozenOutput,
+    installed_tables,
+    load_trained_rows,
+    merge_trained_rows,
+    train_only_rows,
+    trained_rows_state_dict,
+)
 from .parametrize import Parametrize
 from .restore import Restore
 from .split import Split
@@ -35,4 +45,16 @@ APPROACHES: dict[str, type[PartiallyFrozenEmbedding]] = {
     )
 }
 
-__all__ = ["APPROACHES", "EmbeddingOptions", "PartiallyFrozenEmbedding", "UnsupportedOption"]
+__all__ = [
+    "APPROACHES",
+    "EmbeddingOptions",
+    "InstalledTables",
+    "PartiallyFrozenEmbedding",
+    "PartiallyFrozenOutput",
+    "UnsupportedOption",
+    "installed_tables",
+    "load_trained_rows",
+    "merge_trained_rows",
+    "train_only_rows",
+    "trained_rows_state_dict",
+]

@@ -140,6 +140,53 @@ class PartiallyFrozenEmbedding(nn.Module):
         """The effective ``(V, D)`` table, detached and safe to keep."""
         return self.effective_weight().detach().clone()
 
+    def project(self, hidden: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``hidden @ table.T + bias``: the logits of an output layer that reads this table.
+
+        This is what an output layer tied to the embedding computes (or an untied output layer
+        installed as a table of its own). ``bias`` is a constant. The default multiplies by
+        ``effective_weight()``; approaches that store the table in pieces override it so that no
+        ``(V, D)`` table is assembled per step.
+        """
+        return F.linear(hidden, self.effective_weight(), bias)
+
+    def row_storage(self) -> tuple[Tensor, Tensor | None]:
+        """The parameter that holds the trainable rows, and which of its rows they are.
+
+        ``(parameter, None)``: the parameter holds exactly the trainable rows, in
+        ``trainable_ids`` order; ``(parameter, ids)``: they are its rows ``ids``. Saving and
+        loading only the trained rows goes through this, so it never reads the frozen rows.
+        """
+        raise NotImplementedError(
+            f"approach {self.name!r} does not say where its trainable rows are stored "
+            "(row_storage), so its trained rows cannot be saved or loaded on their own"
+        )
+
+    def trained_rows(self) -> Tensor:
+        """The ``(n, D)`` current values of the trainable rows, in ``trainable_ids`` order."""
+        storage, rows = self.row_storage()
+        values = storage if rows is None else storage.index_select(0, rows)
+        return values.detach().clone()
+
+    @torch.no_grad()
+    def load_trained_rows(self, values: Tensor) -> None:
+        """Overwrite the trainable rows in place with ``values`` (``(n, D)``, ``trainable_ids``
+        order); the frozen rows are not touched, parameters keep their identity (an optimizer
+        built before still steps them)."""
+        expected = (self.trainable_ids.numel(), self.embedding_dim)
+        if not isinstance(values, Tensor) or tuple(values.shape) != expected:
+            got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+            raise ValueError(
+                f"values: expected a tensor of shape {expected} (one row of width "
+                f"{self.embedding_dim} per trainable id), got {got}"
+            )
+        storage, rows = self.row_storage()
+        values = values.to(device=storage.device, dtype=storage.dtype)
+        if rows is None:
+            storage.copy_(values)
+        else:
+            storage.index_copy_(0, rows, values)
+
     def embed(self, ids: Tensor, table: Tensor, padding_idx: int | None) -> Tensor:
         """``F.embedding`` with this module's options on ``table``.
 
@@ -194,6 +241,9 @@ class WholeTableParameter(PartiallyFrozenEmbedding):
 
     def effective_weight(self) -> Tensor:
         return self.weight
+
+    def row_storage(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight, self.trainable_ids
 
 
 def renorm_scale(rows: Tensor, max_norm: float, norm_type: float) -> Tensor:

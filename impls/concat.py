@@ -44,3 +44,6 @@ class Concat(PartiallyFrozenEmbedding):
 
     def effective_weight(self) -> Tensor:
         return self.table()[self.position]
+
+    def row_storage(self) -> tuple[Tensor, Tensor | None]:
+        return self.trainable_rows, None

@@ -35,3 +35,6 @@ class IndexCopy(PartiallyFrozenEmbedding):
 
     def effective_weight(self) -> Tensor:
         return self.table()
+
+    def row_storage(self) -> tuple[Tensor, Tensor | None]:
+        return self.trainable_tokens_delta, None

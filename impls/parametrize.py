@@ -48,3 +48,6 @@ class Parametrize(PartiallyFrozenEmbedding):
 
     def effective_weight(self) -> Tensor:
         return self.weight
+
+    def row_storage(self) -> tuple[Tensor, Tensor | None]:
+        return self.parametrizations.weight.original, self.trainable_ids

@@ -23,6 +23,12 @@ change; ``scale_grad_by_freq`` counts only the trainable tokens, which equals th
 because every occurrence of a trainable id is one. With no trainable row, the lookup is the frozen
 gather alone and needs no gradient, so ``sparse`` with ``scale_grad_by_freq`` trains the rest of a
 model as a frozen nn.Embedding does.
+Output layer (``project``, for a language model's tied or untied output layer): the logits are
+one ``(V, D)`` matmul with ``frozen_weight``, whose trainable rows are first refreshed from the
+parameter (an O(n·D) copy; the lookup never reads those rows, it overwrites them), so nothing
+V-sized is assembled and the logits are bit for bit those of a plain ``nn.Linear`` holding
+``merged_weight()``. Backward: O(T·V·D) for the hidden states (as any output layer) and
+O(T·n·D) for the trainable rows, from their n columns of the logits' gradient only.
 Breaks: nothing known in single-process training.
 """
 
@@ -88,3 +94,50 @@ class Split(PartiallyFrozenEmbedding):
 
     def effective_weight(self) -> Tensor:
         return self.frozen_weight.index_put((self.trainable_ids,), self.trainable_weight)
+
+    def row_storage(self) -> tuple[Tensor, Tensor | None]:
+        return self.trainable_weight, None
+
+    def project(self, hidden: Tensor, bias: Tensor | None = None) -> Tensor:
+        with torch.no_grad():
+            self.frozen_weight.index_copy_(0, self.trainable_ids, self.trainable_weight)
+        return SplitProjection.apply(
+            hidden, self.trainable_weight, self.frozen_weight, self.trainable_ids, bias
+        )
+
+
+class SplitProjection(torch.autograd.Function):
+    """``F.linear(hidden, table, bias)`` where ``table``'s rows ``ids`` are ``trainable_weight``.
+
+    The caller has copied ``trainable_weight`` into those rows, so the forward is the plain
+    layer's matmul. Backward gives ``hidden`` the plain layer's gradient and ``trainable_weight``
+    the gradient of its own columns only; ``table`` and ``bias`` are constants. The table is kept
+    by reference rather than saved: the next ``project`` rewrites its trainable rows in place
+    (with the same values until the optimizer steps), which a saved tensor would refuse.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        hidden: Tensor,
+        trainable_weight: Tensor,
+        table: Tensor,
+        ids: Tensor,
+        bias: Tensor | None,
+    ) -> Tensor:
+        ctx.save_for_backward(hidden, ids)
+        ctx.table = table
+        ctx.trainable_dtype = trainable_weight.dtype
+        return F.linear(hidden, table, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        hidden, ids = ctx.saved_tensors
+        grad_hidden = grad_trainable = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = grad.matmul(ctx.table.to(grad.dtype))
+        if ctx.needs_input_grad[1]:
+            columns = grad.index_select(-1, ids).reshape(-1, ids.numel())
+            flat_hidden = hidden.reshape(-1, hidden.shape[-1]).to(columns.dtype)
+            grad_trainable = columns.t().matmul(flat_hidden).to(ctx.trainable_dtype)
+        return grad_hidden, grad_trainable, None, None, None

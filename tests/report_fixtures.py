@@ -241,6 +241,43 @@ def realdata_records() -> list[dict]:
     ]
 
 
+NEWTOKENS_STEP_S = {"split": 0.02, "grad_zero": 0.05, "peft_trainable_tokens": 0.04}
+
+
+def newtokens_records(step_s: Mapping[str, float] = NEWTOKENS_STEP_S) -> list[dict]:
+    """Two models (tied GPT-2, untied Llama); grad_zero moves frozen rows under AdamW."""
+    records = []
+    for model, tied in (("gpt2", True), ("llama", False)):
+        for approach, seconds in step_s.items():
+            new_rows = 16 if tied else 32
+            records.append(
+                {
+                    "approach": approach,
+                    "model": model,
+                    "device": "cpu",
+                    "tied": tied,
+                    "vocab_size": 2016,
+                    "new_tokens": 16,
+                    "embedding_dim": 64,
+                    "status": "ok",
+                    "reason": None,
+                    "frozen_rows_identical": approach != "grad_zero",
+                    "new_rows_changed": new_rows,
+                    "new_rows": new_rows,
+                    "loss_first": 7.1,
+                    "loss_last": 6.2,
+                    "step_median_s": seconds,
+                    "peak_bytes": 50 * 2**20,
+                    "checkpoint_bytes": 6_000,
+                    "full_checkpoint_bytes": 3_000_000,
+                    "merged_logits_equal": True,
+                    "noisy": False,
+                    "env": ENV,
+                }
+            )
+    return records
+
+
 def write(directory: Path, filename: str, records: list[dict]) -> Path:
     """Write ``records`` as the commands do: a JSON list (``ResultsFile``'s format)."""
     path = directory / filename
@@ -254,6 +291,7 @@ def write_all(
     verification: list[dict] | None = None,
     results: list[dict] | None = None,
     realdata: list[dict] | None = None,
+    newtokens: list[dict] | None = None,
 ) -> Path:
     """Write whichever of the three files are given into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -263,4 +301,6 @@ def write_all(
         write(directory, "results.json", results)
     if realdata is not None:
         write(directory, "realdata.json", realdata)
+    if newtokens is not None:
+        write(directory, "newtokens.json", newtokens)
     return directory

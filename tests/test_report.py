@@ -26,7 +26,7 @@ from bench.report.figures import phase_table
 from bench.report.recommend import Setup, recommend, recommend_all
 from bench.report.sources import load_sources, memory_phrase, speed_phrase
 
-SECTIONS = ("answer", "verification", "performance", "realdata", "environment")
+SECTIONS = ("answer", "verification", "performance", "realdata", "newtokens", "environment")
 WD_DENSE_SINGLE = Setup(weight_decay=True, sparse=False, distributed=False)
 NO_WD_DENSE_SINGLE = Setup(weight_decay=False, sparse=False, distributed=False)
 
@@ -81,6 +81,7 @@ def complete(tmp_path_factory) -> tuple[str, Path]:
         verification=fx.verification_records(),
         results=fx.results_records(),
         realdata=fx.realdata_records(),
+        newtokens=fx.newtokens_records(),
     )
     built = build_report(root / "in", root / "out")
     assert built.problems == []
@@ -237,9 +238,10 @@ def test_a_verified_extra_approach_with_extra_keys_can_win(tmp_path):
 def test_figures_are_written_as_png_and_svg_and_inlined(complete):
     page, out = complete
     pngs = sorted(out.glob("*.png"))
-    kinds = {re.sub(r"-cpu-\d+$", "", p.stem) for p in pngs}
+    kinds = {re.sub(r"-cpu(-\d+)?$", "", p.stem) for p in pngs}
     assert kinds == {
-        "step-time-vs-v", "step-time-vs-fraction", "memory-vs-v", "headline", "phases", "ddp"
+        "step-time-vs-v", "step-time-vs-fraction", "memory-vs-v", "headline", "phases", "ddp",
+        "newtokens-gpt2", "newtokens-llama",
     }  # fmt: skip
     inline = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     assert len(inline) == len(pngs)
@@ -251,7 +253,8 @@ def test_figures_are_written_as_png_and_svg_and_inlined(complete):
 
 def test_every_figure_caption_states_its_case(complete):
     page, _ = complete
-    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page, flags=re.S)
+    performance = page[page.index('<section id="performance">') : page.index('id="realdata"')]
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", performance, flags=re.S)
     assert captions
     for caption in captions:
         assert "Case: cpu, float32" in caption
@@ -452,3 +455,16 @@ def test_the_report_and_the_schema_import_no_measuring_code():
     modules = set(eval(loaded))
     assert "torch" not in modules
     assert not {m for m in modules if m.startswith(("bench.verify", "bench.perf", "impls"))}
+
+
+def test_new_tokens_section_answers_per_model_with_table_and_figures(complete):
+    page, out = complete
+    section = page[
+        page.index('<section id="newtokens">') : page.index('<section id="environment">')
+    ]
+    for model in ("gpt2", "llama"):
+        assert re.search(rf"<strong>{model}</strong>[^:]*:\s*use <strong>split</strong>", section)
+        assert (out / f"newtokens-{model}-cpu.png").exists()
+    assert "Moved frozen rows: grad_zero." in section
+    assert "2.5× the winner" in section  # grad_zero's 0.05 s against split's 0.02 s
+    assert section.count("<tr") == 1 + len(fx.newtokens_records())

@@ -31,6 +31,10 @@ PRELOAD = [
     "torch._dynamo",
     "torch.distributed.fsdp",
     "torch.distributed.tensor",
+    # the newtokens workload's models (seconds of transformers imports)
+    "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.llama.modeling_llama",
+    "bench.newtokens.case",
 ]
 """Imported once by the fork server, for every kind of child (a benchmark case, a rank); a module
 that is not installed is skipped by it. One list for all, because a process has one fork server

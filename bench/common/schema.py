@@ -188,7 +188,46 @@ REALDATA = ResultFileSchema(
     numeric=("max_frozen_change", "test_accuracy", "train_accuracy", "seconds"),
 )
 
-RESULT_FILES = (VERIFICATION, RESULTS, REALDATA)
+PEFT_PEER = "peft_trainable_tokens"
+"""PEFT's trainable tokens, measured beside the approaches: its layer in the matrix and the
+benchmarks (``bench.peers.peft_trainable_tokens``), its whole user path (``get_peft_model``) in
+the newtokens workload."""
+
+NEWTOKENS = ResultFileSchema(
+    name="newtokens",
+    filename="newtokens.json",
+    command="newtokens",
+    key=("approach", "model", "device"),
+    required=("approach", "model", "device", "status"),
+    columns=(
+        "approach", "model", "device", "tied", "vocab_size", "new_tokens", "embedding_dim",
+        "status", "reason", "frozen_rows_identical", "new_rows_changed", "new_rows",
+        "max_frozen_change", "loss_first", "loss_last", "step_median_s", "step_iqr_s",
+        "forward_median_s", "backward_median_s", "optimizer_median_s", "peak_bytes",
+        "peak_method", "estimated_bytes", "checkpoint_bytes", "full_checkpoint_bytes",
+        "merged_logits_equal", "checkpoint_logits_equal", "isolated", "threads", "load_before",
+        "noisy", "attempts", "profile", "seed", "optimizer", "learning_rate", "weight_decay",
+        "batch_size", "sequence_length", "warmup_steps", "measured_steps", "pretrain_steps",
+        "pretrain_loss", "new_words", "env",
+    ),
+    numeric=(
+        "vocab_size", "new_tokens", "embedding_dim", "new_rows_changed", "new_rows",
+        "max_frozen_change", "loss_first", "loss_last", "step_median_s", "step_iqr_s",
+        "forward_median_s", "backward_median_s", "optimizer_median_s", "peak_bytes",
+        "estimated_bytes", "checkpoint_bytes", "full_checkpoint_bytes", "threads", "load_before",
+        "attempts",
+    ),
+)  # fmt: skip
+"""One record per (approach, model, device) of ``python -m bench newtokens``: an approach (or
+``PEFT_PEER``) trains only the rows of tokens added to a language model. ``frozen_rows_identical``
+covers every frozen row of the input table and of the output layer; ``new_rows_changed`` counts
+changed new rows over both (``new_rows`` of them: one table if tied, two if not);
+``checkpoint_bytes`` is the trained-rows file as written, ``full_checkpoint_bytes`` the whole
+model's tensors; ``merged_logits_equal`` compares the merged plain model's logits with the
+trained model's, ``checkpoint_logits_equal`` those of the starting model given only the small
+checkpoint. Times are medians over the measured steps (``step_iqr_s`` their spread)."""
+
+RESULT_FILES = (VERIFICATION, RESULTS, REALDATA, NEWTOKENS)
 
 
 def record(schema: ResultFileSchema, **values: object) -> dict[str, object]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from bench.common.schema import PEFT_PEER
 from impls.base import EmbeddingOptions, PartiallyFrozenEmbedding
 
 ADAPTER = "default"
@@ -27,7 +28,7 @@ ADAPTER = "default"
 class PeftTrainableTokens(PartiallyFrozenEmbedding):
     """``TrainableTokensLayer`` over ``nn.Embedding.from_pretrained(weight, freeze=True)``."""
 
-    name = "peft_trainable_tokens"
+    name = PEFT_PEER
     refused_options = {
         "sparse": "PEFT's layer looks up a table rebuilt by index_copy every forward; backward "
         "through it fails on a sparse gradient (RuntimeError: expand is unsupported for Sparse "

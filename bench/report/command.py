@@ -1,9 +1,10 @@
 """Build the HTML report (index.html plus every figure as PNG and SVG) from the result files alone.
 
-Reads ``verification.json``, ``results.json`` and ``realdata.json`` from ``--in`` (any subset may
-be present: a missing one leaves a note naming the command that writes it) and writes a
-self-contained ``index.html`` to ``--out``: figures inline, styles inline, no scripts, nothing
-fetched, so it opens offline in any browser. Nothing is measured here, so it rebuilds in seconds.
+Reads ``verification.json``, ``results.json``, ``realdata.json`` and ``newtokens.json`` from
+``--in`` (any subset may be present: a missing one leaves a note naming the command that writes it)
+and writes a self-contained ``index.html`` to ``--out``: figures inline, styles inline, no scripts,
+nothing fetched, so it opens offline in any browser. Nothing is measured here, so it rebuilds in
+seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench.common.load import NOISE_RULE
 from bench.common.schema import PROPERTIES
 from bench.report.figures import all_figures
 from bench.report.matrix import build_matrix
+from bench.report.newtokens import newtokens_section
 from bench.report.recommend import METHOD, recommend_all
 from bench.report.sources import (
     REFERENCE_APPROACHES,
@@ -45,7 +47,11 @@ from bench.report.tables import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, dest, what in (
-        ("--in", "in_dir", "folder holding verification.json, results.json, realdata.json"),
+        (
+            "--in",
+            "in_dir",
+            "folder holding verification.json, results.json, realdata.json, newtokens.json",
+        ),
         ("--out", "out_dir", "folder for index.html and the figures"),
     ):
         parser.add_argument(
@@ -60,6 +66,7 @@ def commands_for(in_dir: Path, out_dir: Path, profiles: list[str]) -> dict[str, 
         "verify": f"python -m bench verify --out {in_dir}",
         "run": f"python -m bench run{profile} --out {in_dir}",
         "realdata": f"python -m bench realdata --out {in_dir}",
+        "newtokens": f"python -m bench newtokens --out {in_dir}",
         "report": f"python -m bench report --in {in_dir} --out {out_dir}",
     }
 
@@ -86,6 +93,11 @@ def template() -> jinja2.Template:
     return environment.get_template("report.html.j2")
 
 
+def newtokens_view(frame, out_dir: Path) -> dict:
+    section = newtokens_section(frame, out_dir)
+    return {**section, "table": html_table(section["table"])}
+
+
 def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
     """Read the result files in ``in_dir`` and write ``out_dir/index.html`` and its figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +105,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
     verification = sources["verification"].frame if sources["verification"].available else None
     results = sources["results"].frame if sources["results"].available else None
     realdata = sources["realdata"].frame if sources["realdata"].available else None
+    newtokens = sources["newtokens"].frame if sources["newtokens"].available else None
     profiles = [] if results is None else sorted(results["profile"].dropna().astype(str).unique())
     tables = {}
     if results is not None:
@@ -123,6 +136,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",
         environment_table=html_table(environment) if not environment.empty else "",
+        newtokens=newtokens_view(newtokens, out_dir) if newtokens is not None else None,
     )
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
@@ -135,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
     if not in_dir.is_dir():
         print(
             f"--in: {str(in_dir)!r} is not a directory; expected the folder holding the result "
-            "files (verification.json, results.json, realdata.json)",
+            "files (verification.json, results.json, realdata.json, newtokens.json)",
             file=sys.stderr,
         )
         return 2

@@ -24,6 +24,7 @@ from bench.common.schema import (
     CASE_COLUMNS,
     ENV_KEYS,
     HEADLINE_SWEEP,
+    NEWTOKENS,
     REALDATA,
     REFERENCE,
     RESULT_FILES,
@@ -113,10 +114,18 @@ def tidy_realdata(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"approach": str})
 
 
+def tidy_newtokens(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype({"approach": str, "model": str, "device": str, "status": str})
+    for column in NEWTOKENS.numeric:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
 TIDIERS = {
     VERIFICATION.name: tidy_verification,
     RESULTS.name: tidy_results,
     REALDATA.name: tidy_realdata,
+    NEWTOKENS.name: tidy_newtokens,
 }
 
 
