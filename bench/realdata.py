@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import impls
 from bench.common.environment import environment
 from bench.common.frozen_rows import frozen_rows_identical
+from bench.common.implementations import approach_argument, default_names, resolve
 from bench.common.results import ResultsFile
 from bench.common.schema import REALDATA, record
-from bench.common.text import positive_int
-from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
+from bench.common.text import error_text, positive_int
+from impls.base import UnsupportedOption
 from impls.vectors import EmbeddingInputs, load_vectors, read_vectors
 
 VECTORS_FILE = "test_glove.txt"
@@ -74,7 +74,7 @@ class Workload:
 class MeanPoolClassifier(nn.Module):
     """Embedding, mean over the non-padding tokens, linear layer to the two labels."""
 
-    def __init__(self, embedding: PartiallyFrozenEmbedding, padding_id: int, num_labels: int):
+    def __init__(self, embedding: nn.Module, padding_id: int, num_labels: int):
         super().__init__()
         self.embedding = embedding
         self.padding_id = padding_id
@@ -162,9 +162,29 @@ def batch_tensors(
 
 
 def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dict:
-    """Train one approach on the shared workload; the realdata.json record for it."""
+    """Train one approach on the shared workload; the realdata.json record for it.
+
+    An approach that refuses the workload even without ``padding_idx``, or a black box that
+    raises while training, gets a record without results that says why in ``refused`` or
+    ``error``: what it does on real data is a finding too.
+    """
     inputs = workload.inputs
-    approach = impls.APPROACHES[name]
+    approach = resolve(name)
+    settings = {
+        "approach": name,
+        "pretrained_rows": inputs.found,
+        "new_rows": int(inputs.trainable.sum()),
+        "epochs": epochs,
+        "optimizer": OPTIMIZER,
+        "learning_rate": LEARNING_RATE,
+        "weight_decay": WEIGHT_DECAY,
+        "batch_size": BATCH_SIZE,
+        "seed": seed,
+        "model": MODEL,
+        "train_sentences": len(workload.train_ids),
+        "test_sentences": len(workload.test_ids),
+        "env": environment(),
+    }
     refused = None
     try:
         embedding = approach.from_pretrained(
@@ -172,7 +192,23 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
         )
     except UnsupportedOption as refusal:
         refused = str(refusal)
-        embedding = approach.from_pretrained(inputs.weight, inputs.trainable)
+        try:
+            embedding = approach.from_pretrained(inputs.weight, inputs.trainable)
+        except UnsupportedOption as second:
+            refused = f"{refused}; without padding_idx: {second}"
+            return record(REALDATA, **settings, refused=refused)
+    try:
+        measured = _train(embedding, workload, epochs, seed)
+    except Exception as error:
+        if not approach.black_box:
+            raise
+        return record(REALDATA, **settings, refused=refused, error=error_text(error))
+    return record(REALDATA, **settings, **measured, refused=refused)
+
+
+def _train(embedding: nn.Module, workload: Workload, epochs: int, seed: int) -> dict:
+    """Train, then compare the table with the file: the measured fields of the record."""
+    inputs = workload.inputs
     torch.manual_seed(seed)
     model = MeanPoolClassifier(embedding, inputs.padding_idx, num_labels=len(LABELS))
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
@@ -192,31 +228,16 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
     frozen = ~inputs.trainable
     frozen_change = (merged[frozen] - workload.frozen_reference).abs()
     changed = (merged[inputs.trainable] != workload.initial_trainable).any(dim=1)
-    return record(
-        REALDATA,
-        approach=name,
-        pretrained_rows=inputs.found,
-        new_rows=int(inputs.trainable.sum()),
-        frozen_rows_identical=frozen_rows_identical(
+    return {
+        "frozen_rows_identical": frozen_rows_identical(
             workload.frozen_reference, merged[frozen], inputs.trainable[frozen]
         ),
-        new_rows_changed=int(changed.sum()),
-        max_frozen_change=float(frozen_change.max()) if frozen_change.numel() else 0.0,
-        test_accuracy=accuracy(model, workload.test_ids, workload.test_labels),
-        train_accuracy=accuracy(model, workload.train_ids, workload.train_labels),
-        seconds=seconds,
-        epochs=epochs,
-        optimizer=OPTIMIZER,
-        learning_rate=LEARNING_RATE,
-        weight_decay=WEIGHT_DECAY,
-        batch_size=BATCH_SIZE,
-        seed=seed,
-        model=MODEL,
-        train_sentences=len(workload.train_ids),
-        test_sentences=len(workload.test_ids),
-        refused=refused,
-        env=environment(),
-    )
+        "new_rows_changed": int(changed.sum()),
+        "max_frozen_change": float(frozen_change.max()) if frozen_change.numel() else 0.0,
+        "test_accuracy": accuracy(model, workload.test_ids, workload.test_labels),
+        "train_accuracy": accuracy(model, workload.train_ids, workload.train_labels),
+        "seconds": seconds,
+    }
 
 
 @torch.no_grad()
@@ -250,16 +271,20 @@ def format_table(records: list[dict]) -> str:
         f"{first['pretrained_rows']} vocabulary words found in GloVe (frozen), "
         f"{first['new_rows']} trainable rows; {first['epochs']} epochs of {OPTIMIZER} "
         f"(weight_decay={WEIGHT_DECAY})",
-        f"{'approach':<12} {'frozen identical':>16} {'max change':>11} {'new changed':>11} "
+        f"{'approach':<22} {'frozen identical':>16} {'max change':>11} {'new changed':>11} "
         f"{'test acc':>8} {'train acc':>9} {'seconds':>8}",
     ]
     for r in records:
+        if r["frozen_rows_identical"] is None:
+            lines.append(f"{r['approach']:<22} not run: {r['error'] or r['refused']}")
+            continue
         lines.append(
-            f"{r['approach']:<12} {r['frozen_rows_identical']!s:>16} "
+            f"{r['approach']:<22} {r['frozen_rows_identical']!s:>16} "
             f"{r['max_frozen_change']:>11.2e} {r['new_rows_changed']:>11} "
             f"{r['test_accuracy']:>8.3f} {r['train_accuracy']:>9.3f} {r['seconds']:>8.2f}"
         )
-    lines.extend(f"note: {r['refused']}" for r in records if r["refused"])
+    ran = [r for r in records if r["frozen_rows_identical"] is not None]
+    lines.extend(f"note: {r['refused']}" for r in ran if r["refused"])
     return "\n".join(lines)
 
 
@@ -272,10 +297,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approaches",
         nargs="+",
-        choices=list(impls.APPROACHES),
-        default=list(impls.APPROACHES),
-        metavar="NAME",
-        help=f"approaches to train (default: all of {', '.join(impls.APPROACHES)})",
+        type=approach_argument,
+        default=default_names(),
+        metavar="NAME|MODULE:NAME",
+        help=f"approaches to train (default: all of {', '.join(default_names())})",
     )
 
 

@@ -18,9 +18,11 @@ from torch import nn
 
 import impls
 from bench.__main__ import main as bench_main
+from bench.common.implementations import resolve
 from bench.common.load import ATTEMPTS, BUSY_CORES, SPREAD, busy_cores, is_noisy, spread
 from bench.common.peak_memory import PeakMeter
 from bench.common.processes import IsolatedFailure, run_isolated
+from bench.peers.peft_trainable_tokens import PeftTrainableTokens
 from bench.perf.bound import bound_bytes, bound_fields
 from bench.perf.cases import (
     PROFILES,
@@ -35,7 +37,6 @@ from bench.perf.command import run_benchmarks
 from bench.perf.ddp import ddp_cases, measured_row, skip_reason
 from bench.perf.measure import build_training, estimate_memory, frozen_rows_kept
 from bench.perf.memory import persistent_bytes, transient_bytes
-from bench.perf.peers import PeftTrainableTokens
 from bench.perf.timing import RoundsPolicy, time_phase
 from impls.base import UnsupportedOption
 from impls.split import Split
@@ -298,7 +299,7 @@ def test_a_resumed_run_measures_only_what_is_missing_and_keeps_the_rest(tmp_path
 
 def test_peft_peer_matches_embedding_and_keeps_frozen_rows_through_training():
     case = small_case(approach="peft_trainable_tokens", V=300, trainable_fraction=0.05)
-    training = build_training(PeftTrainableTokens, case)
+    training = build_training(resolve("peft_trainable_tokens"), case)
     ids = training.ids
     assert torch.equal(training.forward(), F.embedding(ids, training.module.merged_weight()))
     before = training.module.merged_weight().clone()
@@ -326,11 +327,12 @@ def test_frozen_rows_check_sees_a_changed_frozen_row():
     assert not frozen_rows_kept(training.module, case)
 
 
-def test_ddp_rows_skip_the_peer_and_carry_measurements():
-    peer, frozen, split = ddp_cases(
-        PROFILES["quick"], ["peft_trainable_tokens", "freeze_all", "split"]
+def test_ddp_rows_skip_what_cannot_run_and_carry_measurements():
+    peer, seed, frozen, split = ddp_cases(
+        PROFILES["quick"], ["peft_trainable_tokens", "seed_two_tables", "freeze_all", "split"]
     )
-    assert "impls.APPROACHES" in skip_reason(peer, memory_budget=None)
+    assert skip_reason(peer, memory_budget=None) is None
+    assert "pretrained rows first" in skip_reason(seed, memory_budget=None)
     assert "no parameter requires a gradient" in skip_reason(frozen, memory_budget=None)
     assert "for 2 ranks > 1 KiB budget" in skip_reason(split, memory_budget=1_024)
     assert skip_reason(split, memory_budget=None) is None
@@ -377,8 +379,11 @@ def test_command_line_writes_results_and_pytest_benchmark_files(tmp_path, capsys
 
 
 def test_command_line_rejects_unknown_approach_and_device(tmp_path, capsys):
-    assert bench_main(["run", "--approaches", "nope", "--out", str(tmp_path)]) == 2
-    assert "--approaches: unknown approach 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_main(["run", "--approaches", "nope", "--out", str(tmp_path)])
+    assert "--approaches: approach: 'nope' is neither a registered name" in (
+        capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         bench_main(["run", "--device", "tpu", "--out", str(tmp_path)])
     assert "expected cpu, cuda or cuda:N, got 'tpu'" in capsys.readouterr().err

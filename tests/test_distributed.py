@@ -163,7 +163,7 @@ def test_helpers_refuse_an_outcome_that_did_not_run():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"approach": "nope", "wrapper": "ddp"}, "approach: expected one of"),
+        ({"approach": "nope", "wrapper": "ddp"}, "approach: 'nope' is neither a registered name"),
         ({"approach": "split", "wrapper": "fsdp"}, "wrapper: expected one of"),
         ({"approach": "split", "wrapper": "ddp", "steps": 0}, "steps: expected a positive int"),
         ({"approach": "split", "wrapper": "ddp", "optimizer": "lion"}, "optimizer: unknown"),

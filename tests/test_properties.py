@@ -4,9 +4,16 @@ A cell the truth table (``bench.verify.truth_table``) marks ``holds`` must hold 
 example; a cell marked ``violated`` must be shown violated — first on the worked example of the
 zero-gradient answer, otherwise by an example hypothesis finds; an ``unsupported`` cell must be
 refused with an error naming the approach and the option.
+
+The approaches are the reference ones and the peers (``bench.peers``), and any implementation named
+in ``ROWFREEZE_APPROACHES=MODULE:NAME[,MODULE:NAME...]``: one the truth table has no rule for must
+hold every property, and a violation fails with a counterexample to paste. A drawn case an
+implementation refuses (a mask it cannot express) is skipped, as ``bench verify`` skips it.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -14,11 +21,13 @@ from hypothesis import assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
+from bench.common.implementations import default_names, resolve
 from bench.common.schema import CORE_PROPERTIES
+from bench.verify.counterexample import reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import suite_profile
 from bench.verify.scenarios import SCENARIOS
-from bench.verify.strategies import worked_example
+from bench.verify.strategies import probe_case, worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
 
@@ -35,7 +44,19 @@ OPTIMIZER_SCENARIOS = (
     "sparse_adam",
 )
 
-CELLS = [(a, o) for a in impls.APPROACHES for o in OPTIMIZER_SCENARIOS]
+APPROACHES_VARIABLE = "ROWFREEZE_APPROACHES"
+
+
+def approaches_under_test(environ=os.environ) -> list[str]:
+    """The default approaches, then those named in ``ROWFREEZE_APPROACHES`` (comma-separated
+    references, each checked now so that a typo fails collection naming it)."""
+    named = [r.strip() for r in environ.get(APPROACHES_VARIABLE, "").split(",") if r.strip()]
+    for reference in named:
+        resolve(reference)
+    return list(dict.fromkeys([*default_names(), *named]))
+
+
+CELLS = [(a, o) for a in approaches_under_test() for o in OPTIMIZER_SCENARIOS]
 
 
 def expected(approach: str, scenario: str, outcome: str) -> list[str]:
@@ -53,8 +74,15 @@ def test_cells_marked_holds_hold_on_every_example(approach, optimizer, data):
     case = data.draw(scenario.cases())
     assume(scenario.usable(case))
     result = judge_case(approach, scenario, case, tuple(holding))
+    if resolve(approach).black_box:
+        assume(result.unsupported is None)  # a case it refuses, e.g. a mask it cannot express
     assert result.unsupported is None, f"{approach} / {optimizer}: {result.unsupported}"
-    failures = [result.verdicts[p].message for p in holding if not result.verdicts[p]]
+    failures = [
+        f"{result.verdicts[p].message}\ncounterexample:\n"
+        + reproduction(approach, scenario, case, p)
+        for p in holding
+        if not result.verdicts[p]
+    ]
     assert not failures, "\n".join(failures)
 
 
@@ -70,7 +98,8 @@ def test_cells_marked_violated_are_shown_violated(approach, optimizer, prop):
     def violates(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        return not judge_case(approach, scenario, case, (prop,)).verdicts[prop].holds
+        result = judge_case(approach, scenario, case, (prop,))
+        return result.unsupported is None and not result.verdicts[prop].holds
 
     witness = worked_example()
     if not violates(witness):
@@ -92,7 +121,8 @@ UNSUPPORTED_CELLS = [
 
 @pytest.mark.parametrize(("approach", "optimizer"), UNSUPPORTED_CELLS)
 def test_cells_marked_unsupported_are_refused_by_name(approach, optimizer):
-    result = judge_case(approach, SCENARIOS[optimizer], worked_example())
+    scenario = SCENARIOS[optimizer]
+    result = judge_case(approach, scenario, probe_case(scenario.padding))
     assert result.unsupported is not None, f"{approach} / {optimizer} ran; expected a refusal"
     assert approach in result.unsupported
     assert "sparse" in result.unsupported

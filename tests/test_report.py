@@ -173,6 +173,39 @@ def test_pitfalls_and_caveats_come_from_the_violated_cells(tmp_path):
     ]
 
 
+def test_popular_recipes_form_their_own_group_and_the_answer_says_which_are_unsafe(tmp_path):
+    """Peers (origin ``peer``) get their own columns, and each setup names the unsafe ones with
+    the recorded reason; a violation that is an exception counts as a crash, not as unsafe."""
+    unsafe_reason = "restores only the rows outside the span of the trainable ids"
+    records = fx.verification_records(
+        {
+            ("recipe_span", "adamw", "P1"): ("violated", "violated", unsafe_reason, None),
+            ("recipe_crash", "sgd_momentum", "P1"): ("violated", "violated", "it crashes", None),
+        }
+    )
+    for record in records:
+        record["origin"] = "peer" if record["approach"].startswith("recipe") else "reference"
+        crashed = (record["approach"], record["scenario"]) == ("recipe_crash", "sgd_momentum")
+        record["raised"] = "RuntimeError: boom" if crashed and record["property"] == "P1" else None
+    fx.write_all(tmp_path, verification=records, results=fx.results_records())
+    with_decay = recommend(*sources_of(tmp_path), WD_DENSE_SINGLE)
+    assert with_decay.unsafe_recipes == ["recipe_span"]
+    (span, crash) = with_decay.recipes
+    assert [(f.text, [c.scenario for c in f.cells]) for f in span.unsafe] == [
+        (unsafe_reason, ["adamw"])
+    ]
+    assert not crash.unsafe and [f.verb for f in crash.crashes] == ["violates, by raising,"]
+    without_decay = recommend(*sources_of(tmp_path), NO_WD_DENSE_SINGLE)
+    assert without_decay.unsafe_recipes == []
+    page = build_report(tmp_path, tmp_path / "out").path.read_text()
+    header = matrix_part(page).split("</thead>")[0]
+    assert re.search(r'<th colspan="2" class="origin">as people run them</th>', header)
+    assert header.index("split") < header.index("recipe_span")
+    assert "<th>popular recipes unsafe here</th>" in page
+    assert "<strong>recipe_span</strong>: unsafe for this setup. It violates" in page
+    assert unsafe_reason in page
+
+
 def test_setups_without_evidence_or_without_a_safe_approach_say_so(tmp_path):
     fx.write_all(tmp_path, verification=fx.verification_records(), results=fx.results_records())
     answers = {(a.setup.sparse, a.setup.distributed, a.setup.weight_decay): a for a in

@@ -29,6 +29,15 @@ CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
 """The properties one process can judge; P7 needs ranks."""
 DISTRIBUTED_PROPERTY = "P7"
 
+REFERENCE, PEER, EXTERNAL = "reference", "peer", "external"
+ORIGINS = {
+    REFERENCE: "reference approaches",
+    PEER: "as people run them",
+    EXTERNAL: "named on the command line",
+}
+"""Where an implementation comes from (a verification record's ``origin``) and how the report
+names the group: ``impls``, ``bench.peers``, or a reference ``MODULE:NAME``."""
+
 SCENARIO_GROUPS = ("optimizer", "option", "dtype", "loop", "distributed", "device")
 """Scenario groups in the order the report lists them."""
 
@@ -65,6 +74,7 @@ VERIFICATION = ResultFileSchema(
     required=("approach", "scenario", "property", "outcome"),
     columns=(
         "approach",
+        "origin",
         "scenario",
         "group",
         "property",
@@ -75,6 +85,7 @@ VERIFICATION = ResultFileSchema(
         "counterexample",
         "max_abs_change",
         "detail",
+        "raised",
         "weight_decay",
         "sparse_gradients",
         "params",
@@ -84,7 +95,10 @@ VERIFICATION = ResultFileSchema(
 )
 """``weight_decay`` is the decay the scenario's optimizer applies (its default included) and
 ``sparse_gradients`` whether the table's gradients are sparse: the two facts that decide which
-user setups a cell speaks for."""
+user setups a cell speaks for. ``origin`` is one of ``ORIGINS``; ``raised`` is the exception
+(``Type: message``) when a violation is an error the implementation raised, null otherwise.
+``detail`` says what the counterexample shows, or why the cell is unsupported, or how many drawn
+cases the implementation refused."""
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
@@ -168,6 +182,7 @@ REALDATA = ResultFileSchema(
         "train_sentences",
         "test_sentences",
         "refused",
+        "error",
         "env",
     ),
     numeric=("max_frozen_change", "test_accuracy", "train_accuracy", "seconds"),
@@ -175,7 +190,7 @@ REALDATA = ResultFileSchema(
 
 PEFT_PEER = "peft_trainable_tokens"
 """PEFT's trainable tokens, measured beside the approaches: its layer in the benchmarks
-(``bench.perf.peers``), its whole user path (``get_peft_model``) in the newtokens workload."""
+(``bench.peers``), its whole user path (``get_peft_model``) in the newtokens workload."""
 
 NEWTOKENS = ResultFileSchema(
     name="newtokens",

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-import impls
 from bench.common.frozen_rows import frozen_rows_identical
+from bench.common.implementations import resolve
 from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
 
@@ -93,10 +93,11 @@ def loss_coefficients(seed: int, dim: int) -> Tensor:
     return torch.rand(dim, generator=torch.Generator().manual_seed(seed + 1)) + 0.5
 
 
-def build_approach(case: "RankTrainingCase | StepCostCase") -> impls.PartiallyFrozenEmbedding:
+def build_approach(case: "RankTrainingCase | StepCostCase") -> nn.Module:
+    """The case's approach: any name or MODULE:NAME ``bench.common.implementations`` resolves."""
     weight = initial_weight(case.seed, case.num_rows, case.dim)
     mask = trainable_mask(case.num_rows, case.trainable_ids)
-    return impls.APPROACHES[case.approach].from_pretrained(weight, mask, **dict(case.options))
+    return resolve(case.approach).from_pretrained(weight, mask, **dict(case.options))
 
 
 def unused_parameters(emb: nn.Module, batches: list[Tensor], coef: Tensor) -> list[str]:

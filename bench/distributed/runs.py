@@ -20,8 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-import impls
 from bench.common.frozen_rows import bits, changed_frozen_rows
+from bench.common.implementations import resolve
 from bench.common.optimizers import optimizer_spec
 from bench.common.stats import time_summary
 from bench.common.text import check_choice, check_positive_ints
@@ -105,7 +105,7 @@ def train_case_for(
     approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
 ) -> RankTrainingCase:
     """A validated case; bad arguments fail here, in the caller's process, naming the argument."""
-    check_choice("approach", approach, impls.APPROACHES)
+    resolve(approach)
     check_choice("wrapper", wrapper, WRAPPERS)
     optimizer_spec(optimizer)
     check_positive_ints(steps=steps, num_rows=num_rows, dim=dim, tokens=tokens)
@@ -210,7 +210,7 @@ def measure_ddp_matrix(
     ``peak_bytes`` (the fullest rank's).
     """
     for approach in approaches:
-        check_choice("approach", approach, impls.APPROACHES)
+        resolve(approach)
     optimizer_spec(optimizer)
     check_positive_ints(num_rows=num_rows, dim=dim, tokens=tokens, steps=steps)
     if not isinstance(warmup, int) or warmup < 0:

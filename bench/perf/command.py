@@ -1,4 +1,4 @@
-"""Benchmark every approach and the PEFT peer: time, memory and the bound per case and phase.
+"""Benchmark every approach and peer: time, memory and the bound per case and phase.
 
 Writes ``results.json`` / ``results.csv`` (one row per case and phase: the case, median, IQR,
 rounds, tokens/s, persistent and peak bytes, the bound and the environment) and
@@ -23,6 +23,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bench.common.implementations import (
+    Implementation,
+    approach_argument,
+    default_names,
+    resolve,
+)
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
@@ -43,10 +49,9 @@ from bench.perf.ddp import PHASE as DDP_PHASE
 from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.measure import estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
-from bench.perf.peers import benchmarked_approaches
 from bench.perf.rows import result_row
 from bench.perf.timing import PytestBenchmarkJson, summary
-from impls.base import PartiallyFrozenEmbedding, UnsupportedOption
+from impls.base import UnsupportedOption
 
 FINISHED = ("ok", "skipped")
 BANDWIDTH_TIMEOUT_S = 300
@@ -70,8 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approaches",
         nargs="+",
+        type=approach_argument,
         default=None,
-        help="approach names (default: every one in impls.APPROACHES, and peft_trainable_tokens)",
+        metavar="NAME|MODULE:NAME",
+        help="registered names or references MODULE:NAME (default: every approach of "
+        "impls.APPROACHES, then the peers of bench.peers)",
     )
     parser.add_argument(
         "--sweeps",
@@ -111,15 +119,7 @@ def device_name(value: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    known = benchmarked_approaches()
-    approaches = args.approaches or list(known)
-    unknown = [a for a in approaches if a not in known]
-    if unknown:
-        print(
-            f"--approaches: unknown approach {unknown[0]!r}; expected names from {list(known)}",
-            file=sys.stderr,
-        )
-        return 2
+    approaches = args.approaches or default_names()
     devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     budget = None if args.memory_budget is None else int(args.memory_budget * (1 << 30))
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the running case's process is killed.
@@ -169,7 +169,6 @@ def run_benchmarks(
     results = ResultsFile(out / RESULTS.filename, key=RESULTS.key)
     benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
     finished = {results.key_of(r) for r in results.records if r["status"] in FINISHED}
-    known = benchmarked_approaches()
     groups = measurement_groups(profile_cases(profile, approaches, devices))
     ddp = ddp_cases(profile, approaches) if "cpu" in devices else []
     ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
@@ -184,7 +183,8 @@ def run_benchmarks(
         else:
             if case.device not in bandwidths:
                 bandwidths[case.device] = _bandwidth(case.device)
-            measurer = CaseMeasurer(known[case.approach], profile, bandwidths[case.device], threads)
+            implementation = resolve(case.approach)
+            measurer = CaseMeasurer(implementation, profile, bandwidths[case.device], threads)
             rows, entries = measurer.measure(group, memory_budget)
             run.add(rows[0]["status"], case.label())
             for row in rows:
@@ -217,7 +217,7 @@ def _bandwidth(device: str) -> float | None:
 class CaseMeasurer:
     """Measures one group of identical cases (one point shared by several sweeps)."""
 
-    approach: type[PartiallyFrozenEmbedding]
+    approach: Implementation
     profile: BenchmarkProfile
     bandwidth: float | None
     threads: int | None = None

@@ -2,15 +2,15 @@
 
 The measuring is :func:`bench.distributed.runs.measure_ddp_matrix` (gloo, 2 ranks on loopback, bytes
 counted by a DDP communication hook); this module turns the profile's ``ddp`` point into cases,
-skips what cannot run (the PEFT peer is not in ``impls.APPROACHES``; a case whose two ranks would
-not fit in memory), and turns the measurements into result rows with phase ``ddp_step``.
+skips what cannot run (an approach that refuses the case or has nothing to train; a case whose two
+ranks would not fit in memory), and turns the measurements into result rows with phase ``ddp_step``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import impls
+from bench.common.implementations import resolve
 from bench.common.load import busy_cores, is_noisy, spread
 from bench.perf.cases import BenchmarkCase, BenchmarkProfile
 from bench.perf.measure import build_training, estimate_memory, tiny_case
@@ -31,9 +31,7 @@ def ddp_cases(profile: BenchmarkProfile, approaches: Sequence[str]) -> list[Benc
 
 def skip_reason(case: BenchmarkCase, memory_budget: int | None) -> str | None:
     """Why ``case`` cannot run under DDP here, or None."""
-    if case.approach not in impls.APPROACHES:
-        return "bench.distributed.runs runs the approaches of impls.APPROACHES only"
-    approach = impls.APPROACHES[case.approach]
+    approach = resolve(case.approach)
     try:
         needed = RANKS * estimate_memory(approach, case).total_bytes
     except UnsupportedOption as refusal:

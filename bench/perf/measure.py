@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from bench.common.frozen_rows import frozen_rows_identical
+from bench.common.implementations import Implementation
 from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
 from bench.perf.cases import (
@@ -40,7 +41,6 @@ from bench.perf.memory import (
     transient_bytes,
 )
 from bench.perf.timing import RoundsPolicy, time_phase
-from impls.base import PartiallyFrozenEmbedding
 
 TINY_TOKENS = 32
 
@@ -49,7 +49,7 @@ TINY_TOKENS = 32
 class Training:
     """A built case: the module, its optimizer and the batches the timed calls cycle through."""
 
-    module: PartiallyFrozenEmbedding
+    module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     batches: list[Tensor]
     coefficients: Tensor
@@ -93,7 +93,7 @@ class Training:
         }
 
 
-def build_training(approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase) -> Training:
+def build_training(approach: Implementation, case: BenchmarkCase) -> Training:
     """Build ``case`` for ``approach``; the pretrained table is released once it is copied in."""
     module = approach.from_pretrained(
         make_weight(case), trainable_ids(case).to(case.device), sparse=case.sparse
@@ -125,9 +125,7 @@ def tiny_case(
     )
 
 
-def estimate_memory(
-    approach: type[PartiallyFrozenEmbedding], case: BenchmarkCase
-) -> MemoryEstimate:
+def estimate_memory(approach: Implementation, case: BenchmarkCase) -> MemoryEstimate:
     """What ``case`` will need, from tiny builds of it (see :mod:`bench.perf.memory`); allocates
     nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case."""
 
@@ -142,7 +140,7 @@ def estimate_memory(
     )
 
 
-def frozen_rows_kept(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> bool:
+def frozen_rows_kept(module: torch.nn.Module, case: BenchmarkCase) -> bool:
     """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
 
     The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
@@ -158,7 +156,7 @@ def frozen_rows_kept(module: PartiallyFrozenEmbedding, case: BenchmarkCase) -> b
 
 
 def measure_case(
-    approach: type[PartiallyFrozenEmbedding],
+    approach: Implementation,
     case: BenchmarkCase,
     policy: RoundsPolicy,
     threads: int | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.common.schema import HOLDS, OUTCOMES, SCENARIO_GROUPS
+from bench.common.schema import HOLDS, ORIGINS, OUTCOMES, SCENARIO_GROUPS
 from bench.report.recommend import cell_anchor
 from bench.report.sources import is_missing, json_text, ordered_unique
 
@@ -62,11 +62,15 @@ class Evidence:
     counterexample: str
     examples: str
     max_abs_change: str
+    raised: bool = False
+    """Whether the violation is an exception the implementation raised."""
 
 
 @dataclass
 class MatrixView:
     approaches: list[str]
+    approach_groups: list[tuple[str, list[str]]]
+    """Columns by where the implementation comes from (reference, as people run them, ...)."""
     groups: list[tuple[str, list[ScenarioRow]]]
     evidence: list[Evidence]
     counts: dict[str, int]
@@ -89,8 +93,20 @@ def needs_evidence(row) -> bool:
     return row.outcome != HOLDS or surprising or bool(row.explanation)
 
 
+def approach_groups(verification: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Approaches by origin, in ``ORIGINS`` order (an unknown origin last, under its own name)."""
+    origin_of = dict(zip(verification["approach"], verification["origin"], strict=True))
+    origins = [o for o in ORIGINS if o in origin_of.values()]
+    origins += [o for o in ordered_unique(origin_of.values()) if o not in ORIGINS]
+    return [
+        (ORIGINS.get(origin, origin), [a for a, o in origin_of.items() if o == origin])
+        for origin in origins
+    ]
+
+
 def build_matrix(verification: pd.DataFrame) -> MatrixView:
-    approaches = ordered_unique(verification["approach"])
+    columns = approach_groups(verification)
+    approaches = [approach for _, members in columns for approach in members]
     groups_seen = ordered_unique(verification["group"])
     group_names = [g for g in SCENARIO_GROUPS if g in groups_seen] + [
         g for g in groups_seen if g not in SCENARIO_GROUPS
@@ -130,7 +146,7 @@ def build_matrix(verification: pd.DataFrame) -> MatrixView:
             verification["expected"].notna() & (verification["expected"] != verification["outcome"])
         ).sum()
     )
-    return MatrixView(approaches, groups, evidence, counts, unexpected)
+    return MatrixView(approaches, columns, groups, evidence, counts, unexpected)
 
 
 def evidence_of(row, anchor: str, expected: str | None) -> Evidence:
@@ -147,4 +163,5 @@ def evidence_of(row, anchor: str, expected: str | None) -> Evidence:
         counterexample=text_of(row.counterexample),
         examples=count_text(row.examples),
         max_abs_change="" if is_missing(change) else f"{float(change):.3g}",
+        raised=not is_missing(row.raised),
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.common.schema import DISTRIBUTED_PROPERTY, HOLDS, UNSUPPORTED, VIOLATED
+from bench.common.schema import DISTRIBUTED_PROPERTY, HOLDS, PEER, UNSUPPORTED, VIOLATED
 from bench.report.sources import (
     CASE_COLUMNS,
     REFERENCE_APPROACHES,
@@ -36,7 +36,9 @@ METHOD = (
     "Cells of the optimizer, loop and distributed scenarios, and of every sparse scenario, "
     "decide: an approach is eligible when each one that applies to the setup holds.",
     "A loop feature an approach refuses (unsupported) fails loudly at the first step, so it is "
-    "listed as a caveat rather than a disqualification; a violated cell always disqualifies.",
+    "listed as a caveat rather than a disqualification; a violated cell always disqualifies, "
+    "except a violation that is an exception the implementation raises (it crashes instead of "
+    "silently training the wrong rows), which is listed as a caveat.",
     "Scenarios with weight decay apply only to setups with weight decay (except P7, ranks "
     "agreeing); sparse scenarios only to sparse setups; distributed ones and P7 only to "
     "distributed setups.",
@@ -128,6 +130,7 @@ class CellRef:
     property: str
     outcome: str
     explanation: str
+    raised: bool = False
 
     @property
     def anchor(self) -> str:
@@ -146,9 +149,12 @@ class Finding:
     outcome: str
     text: str
     cells: list[CellRef]
+    raised: bool = False
 
     @property
     def verb(self) -> str:
+        if self.raised:
+            return "violates, by raising,"
         return FINDING_VERBS.get(self.outcome, self.outcome)
 
 
@@ -163,8 +169,9 @@ def group_findings(cells: Sequence[CellRef]) -> list[Finding]:
     findings: dict[tuple[str, str, str], Finding] = {}
     for cell in cells:
         text = cell.explanation or "no explanation recorded"
-        key = (cell.approach, cell.outcome, text)
-        findings.setdefault(key, Finding(cell.approach, cell.outcome, text, [])).cells.append(cell)
+        key = (cell.approach, cell.outcome, text, cell.raised)
+        finding = Finding(cell.approach, cell.outcome, text, [], cell.raised)
+        findings.setdefault(key, finding).cells.append(cell)
     return list(findings.values())
 
 
@@ -225,8 +232,9 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
                 if row is None
                 else row.explanation or ("" if is_missing(row.detail) else str(row.detail))
             )
-            ref = CellRef(approach, scenario, property_name, outcome, explanation)
-            loud = kind.group in LOUD_GROUPS and outcome != VIOLATED
+            raised = row is not None and not is_missing(row.raised)
+            ref = CellRef(approach, scenario, property_name, outcome, explanation, raised)
+            loud = (kind.group in LOUD_GROUPS and outcome != VIOLATED) or raised
             if kind.core and not loud:
                 failures[approach].append(ref)
             else:
@@ -280,6 +288,38 @@ class CaseAnswer:
 
 
 @dataclass
+class Recipe:
+    """A popular recipe (an implementation as people run it) judged for one setup.
+
+    ``unsafe``: the applicable checks it violates silently, grouped by reason (why it is unsafe
+    here); ``refused``: those it cannot run (the setup is not open to it); ``crashes``: those it
+    violates by raising. It is unsafe for the setup when ``unsafe`` is not empty.
+    """
+
+    approach: str
+    unsafe: list[Finding]
+    refused: list[Finding]
+    crashes: list[Finding]
+
+
+def popular_recipes(verification: pd.DataFrame, check: SetupCheck) -> list[Recipe]:
+    """Every implementation of origin ``peer`` in ``verification``, judged by ``check``."""
+    peers = ordered_unique(verification.loc[verification["origin"] == PEER, "approach"])
+    recipes = []
+    for approach in peers:
+        failures = check.failures.get(approach, [])
+        recipes.append(
+            Recipe(
+                approach,
+                group_findings([c for c in failures if c.outcome == VIOLATED]),
+                group_findings([c for c in failures if c.outcome != VIOLATED]),
+                group_findings([c for c in check.caveats.get(approach, []) if c.raised]),
+            )
+        )
+    return recipes
+
+
+@dataclass
 class Recommendation:
     setup: Setup
     approach: str | None
@@ -288,6 +328,11 @@ class Recommendation:
     cases: list[CaseAnswer] = field(default_factory=list)
     pitfalls: list[Finding] = field(default_factory=list)
     caveats: list[Finding] = field(default_factory=list)
+    recipes: list[Recipe] = field(default_factory=list)
+
+    @property
+    def unsafe_recipes(self) -> list[str]:
+        return [recipe.approach for recipe in self.recipes if recipe.unsafe]
 
     @property
     def eligible(self) -> list[str]:
@@ -369,6 +414,7 @@ def recommend(
             setup, None, "needs the verification results (python -m bench verify)", None
         )
     check = check_setup(verification, setup)
+    recipes = popular_recipes(verification, check)
     if not check.covered:
         return Recommendation(setup, None, "no verification scenario covers this setup", check)
     eligible = check.eligible
@@ -381,6 +427,7 @@ def recommend(
             f"{len(check.failures[closest])} applicable check(s)",
             check,
             pitfalls=group_findings(check.failures[closest]),
+            recipes=recipes,
         )
     cases = [
         answer
@@ -400,6 +447,7 @@ def recommend(
             f"to rank them by speed {how}",
             check,
             pitfalls=pitfalls_of([*REFERENCE_APPROACHES], check),
+            recipes=recipes,
         )
     winner = cases[0].winner
     tempting = [*REFERENCE_APPROACHES, *cases[0].faster_but_unsafe]
@@ -411,6 +459,7 @@ def recommend(
         cases=cases,
         pitfalls=pitfalls_of([a for a in tempting if a != winner], check),
         caveats=group_findings(check.caveats.get(winner, [])),
+        recipes=recipes,
     )
 
 

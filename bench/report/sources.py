@@ -25,6 +25,7 @@ from bench.common.schema import (
     ENV_KEYS,
     HEADLINE_SWEEP,
     REALDATA,
+    REFERENCE,
     RESULT_FILES,
     RESULTS,
     STEP_PHASE,
@@ -91,6 +92,8 @@ def load_sources(in_dir: Path) -> dict[str, Source]:
 
 def tidy_verification(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.astype({"approach": str, "scenario": str, "property": str, "outcome": str})
+    # Files written before implementations had an origin hold reference approaches only.
+    frame["origin"] = frame["origin"].where(frame["origin"].notna(), REFERENCE).astype(str)
     frame["group"] = frame["group"].where(frame["group"].notna(), "other").astype(str)
     frame["expected"] = frame["expected"].where(frame["expected"].notna(), None)
     frame["explanation"] = frame["explanation"].fillna("").astype(str)

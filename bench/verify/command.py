@@ -12,27 +12,34 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-from hypothesis import find
-from hypothesis.errors import NoSuchExample
+from hypothesis import assume, find
+from hypothesis.errors import NoSuchExample, Unsatisfiable
 from tqdm import tqdm
 
-import impls
 from bench.common.environment import environment
+from bench.common.implementations import approach_argument, default_names, resolve
 from bench.common.results import ResultsFile
 from bench.common.schema import VERIFICATION, record
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import SAMPLING_PROFILES, SamplingProfile, search_settings
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
-from bench.verify.strategies import worked_example
+from bench.verify.strategies import probe_case, worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
+from impls.base import UnsupportedOption
 
 
 class _Unsupported(Exception):
     pass
+
+
+REFUSAL_LIMIT = 50
+"""Drawn cases an implementation may refuse before a cell with no accepted case is unsupported."""
 
 
 def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields) -> dict:
@@ -40,6 +47,7 @@ def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields
     return record(
         VERIFICATION,
         approach=approach,
+        origin=resolve(approach).origin,
         scenario=scenario.name,
         group=scenario.group,
         property=prop,
@@ -50,6 +58,7 @@ def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields
         counterexample=fields.get("counterexample"),
         max_abs_change=fields.get("max_abs_change", 0.0),
         detail=fields.get("detail"),
+        raised=fields.get("raised"),
         weight_decay=scenario.weight_decay,
         sparse_gradients=scenario.sparse_gradients,
         params=scenario.params(),
@@ -57,71 +66,123 @@ def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields
     )
 
 
-def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> list[dict]:
-    """Sample, then shrink every violated property; one record per property."""
-    scenario = SCENARIOS[scenario_name]
-    props = scenario.properties
-    first_violation: dict[str, TrainingCase] = {}
-    worst = {"change": 0.0, "tried": 0}
+@dataclass
+class _Sampling:
+    """What the drawn cases of one cell showed.
 
-    def observe(case: TrainingCase) -> bool:
-        if not scenario.usable(case):
-            return False
-        result = judge_case(approach, scenario, case, props)
+    Per property, the first case whose violation is the property's own (``silent``) and the
+    first whose violation is an exception the implementation raised: a counterexample of the
+    property's own kind says more, so it is the one shrunk when there is one.
+    """
+
+    approach: str
+    scenario: Scenario
+    silent: dict[str, TrainingCase] = field(default_factory=dict)
+    raised: dict[str, TrainingCase] = field(default_factory=dict)
+    refusals: Counter = field(default_factory=Counter)
+    tried: int = 0
+    worst_change: float = 0.0
+
+    def observe(self, case: TrainingCase) -> bool:
+        """Judge ``case``; False if the implementation refused it (so it does not count)."""
+        if not self.scenario.usable(case):
+            return True
+        result = judge_case(self.approach, self.scenario, case, self.scenario.properties)
         if result.unsupported:
-            raise _Unsupported(result.unsupported)
-        worst["tried"] += 1
+            self.refusals[result.unsupported] += 1
+            if not self.tried and self.refusals.total() >= REFUSAL_LIMIT:
+                raise _Unsupported(self.refusal_note())
+            return False
+        self.tried += 1
         for prop, verdict in result.verdicts.items():
             if not verdict:
-                first_violation.setdefault(prop, case)
-            worst["change"] = max(worst["change"], verdict.max_abs_change)
+                (self.raised if verdict.raised else self.silent).setdefault(prop, case)
+            self.worst_change = max(self.worst_change, verdict.max_abs_change)
+        return True
+
+    def refusal_note(self) -> str | None:
+        if not self.refusals:
+            return None
+        reason, _ = self.refusals.most_common(1)[0]
+        count = self.refusals.total()
+        return f"{count} drawn case(s) refused by the implementation, e.g. {reason}"
+
+
+def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> list[dict]:
+    """Sample, then shrink every violated property; one record per property.
+
+    The cell is unsupported when the implementation refuses the simplest case the scenario
+    allows, or every drawn case. A drawn case it refuses (a mask it cannot express, an option a
+    case draws) is skipped and another drawn; the record's ``detail`` says how many.
+    """
+    scenario = SCENARIOS[scenario_name]
+    props = scenario.properties
+    probe = judge_case(approach, scenario, probe_case(scenario.padding), ("P1",))
+    if probe.unsupported:
+        return _unsupported(approach, scenario, probe.unsupported)
+    sampling = _Sampling(approach, scenario)
+
+    def never_found(case: TrainingCase) -> bool:
+        assume(sampling.observe(case))
         return False
 
     try:
-        observe(worked_example())
+        sampling.observe(worked_example())
+        for witness in scenario.witnesses():
+            sampling.observe(witness)
         examples = min(profile.examples, scenario.max_examples or profile.examples)
-        find(scenario.cases(), observe, settings=search_settings(examples, shrink=False))
-    except NoSuchExample:
+        find(scenario.cases(), never_found, settings=search_settings(examples, shrink=False))
+    except (NoSuchExample, Unsatisfiable):
         pass
     except _Unsupported as refusal:
-        return [_record(approach, scenario, p, UNSUPPORTED, detail=str(refusal)) for p in props]
+        return _unsupported(approach, scenario, str(refusal))
+    if not sampling.tried:
+        return _unsupported(approach, scenario, sampling.refusal_note())
 
     records = []
+    common = {"examples": sampling.tried, "max_abs_change": sampling.worst_change}
     for prop in props:
-        if prop not in first_violation:
+        first = sampling.silent.get(prop) or sampling.raised.get(prop)
+        if first is None:
             records.append(
-                _record(
-                    approach,
-                    scenario,
-                    prop,
-                    HOLDS,
-                    examples=worst["tried"],
-                    max_abs_change=worst["change"],
-                )
+                _record(approach, scenario, prop, HOLDS, detail=sampling.refusal_note(), **common)
             )
             continue
-        minimal = _shrink(approach, scenario, prop, profile) or first_violation[prop]
+        silent = prop in sampling.silent
+        minimal = _shrink(approach, scenario, prop, profile, silent) or first
+        verdict = judge_case(approach, scenario, minimal, (prop,)).verdicts[prop]
+        notes = [verdict.message, sampling.refusal_note()]
         records.append(
             _record(
                 approach,
                 scenario,
                 prop,
                 VIOLATED,
-                examples=worst["tried"],
-                max_abs_change=worst["change"],
                 counterexample=reproduction(approach, scenario, minimal, prop),
+                detail="; ".join(n for n in notes if n),
+                raised=verdict.raised,
+                **common,
             )
         )
     return records
 
 
+def _unsupported(approach: str, scenario: Scenario, detail: str | None) -> list[dict]:
+    return [_record(approach, scenario, p, UNSUPPORTED, detail=detail) for p in scenario.properties]
+
+
 def _shrink(
-    approach: str, scenario: Scenario, prop: str, profile: SamplingProfile
+    approach: str, scenario: Scenario, prop: str, profile: SamplingProfile, silent: bool
 ) -> TrainingCase | None:
+    """A small case violating ``prop``; only by the property's own failure when ``silent``."""
+
     def violates(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        return not judge_case(approach, scenario, case, (prop,)).verdicts[prop].holds
+        result = judge_case(approach, scenario, case, (prop,))
+        assume(result.unsupported is None)
+        verdict = result.verdicts[prop]
+        return not verdict.holds and not (silent and verdict.raised)
 
     try:
         return find(
@@ -129,7 +190,7 @@ def _shrink(
             violates,
             settings=search_settings(profile.shrink_examples, shrink=True),
         )
-    except NoSuchExample:
+    except (NoSuchExample, Unsatisfiable):
         return None
 
 
@@ -141,21 +202,27 @@ def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iter
         scenario = SCENARIOS[name]
         for outcome in run_distributed_matrix(approaches, (name,), optimizer=scenario.optimizer):
             notes = "; ".join(outcome.notes) or None
+            source = distributed_reproduction(outcome.approach, name, scenario.optimizer)
             if outcome.error:
+                # A black box's error while training is a violation; a refusal, or any error of
+                # a reference approach, means the wrapper cannot run it.
+                refused = f"{UnsupportedOption.__name__}:" in outcome.error
+                raised = resolve(outcome.approach).black_box and not refused
                 for prop in scenario.properties:
                     yield _record(
                         outcome.approach,
                         scenario,
                         prop,
-                        UNSUPPORTED,
+                        VIOLATED if raised else UNSUPPORTED,
                         detail=outcome.error,
+                        raised=outcome.error if raised else None,
+                        counterexample=source if raised else None,
                         examples=1,
                     )
                 continue
             changes = frozen_row_changes(outcome)
             biggest = max(((c.after - c.before).abs().max().item() for c in changes), default=0.0)
             agree, disagreement = ranks_agree(outcome)
-            source = distributed_reproduction(outcome.approach, name, scenario.optimizer)
             verdicts = {"P1": not changes, "P7": agree and not changes}
             for prop in scenario.properties:
                 held = verdicts[prop]
@@ -180,9 +247,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approaches",
         nargs="+",
-        choices=sorted(impls.APPROACHES),
+        type=approach_argument,
         default=None,
-        help="approaches to verify (default: all registered)",
+        metavar="NAME|MODULE:NAME",
+        help="approaches to verify: registered names or references MODULE:NAME to a contract "
+        "class or a factory NAME(weight, trainable, **options) -> nn.Module (default: every "
+        f"reference approach and peer: {', '.join(default_names())})",
     )
     parser.add_argument(
         "--scenarios",
@@ -197,7 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     profile = SAMPLING_PROFILES[args.profile]
-    approaches = args.approaches or list(impls.APPROACHES)
+    approaches = args.approaches or default_names()
     names = args.scenarios or list(SCENARIOS)
     for name in names:
         if reason := SCENARIOS[name].available():
@@ -222,6 +292,7 @@ def main(args: argparse.Namespace) -> int:
             if record["property"] == SCENARIOS[record["scenario"]].properties[-1]:
                 progress.update()
     surprises = [r for r in results.records if r["outcome"] != r["expected"]]
+    surprises.sort(key=lambda r: r["outcome"] != VIOLATED)  # violations first, then refusals
     count = len(results.records)
     print(f"{count} records in {results.path}; {len(surprises)} differ from the truth table")
     for r in surprises[:20]:

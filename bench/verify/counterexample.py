@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from bench.common.implementations import resolve
 from bench.common.optimizers import OPTIMIZERS
+from bench.common.schema import REFERENCE
 from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import Loop, TrainingCase
 
@@ -28,12 +30,15 @@ def _case_source(case: TrainingCase) -> list[str]:
 def reproduction(approach: str, scenario: Scenario, case: TrainingCase, prop: str) -> str:
     """Source that reproduces ``prop``'s verdict for ``approach`` on ``case``.
 
-    A plain loop is spelled out with torch and ``impls`` only; a scenario with loop features is
-    replayed through ``bench.verify.judge.judge_case``, which implements them.
+    A reference approach in a plain loop is spelled out with torch and ``impls`` only; a scenario
+    with loop features, and any implementation outside ``impls`` (its errors are results, and
+    ``judge_case`` reports them), is replayed through ``bench.verify.judge.judge_case``, which
+    resolves the reference as ``python -m bench verify`` did: run it from the same directory.
     """
     case = scenario.prepare(case)
     lines = ["import torch", "import impls", *_case_source(case)]
-    if scenario.loop == Loop() and prop in ("P1", "P2"):
+    plain = scenario.loop == Loop() and prop in ("P1", "P2")
+    if plain and resolve(approach).origin == REFERENCE:
         options = "".join(f", {k}={v!r}" for k, v in case.options.items())
         lines += [
             f"emb = impls.APPROACHES[{approach!r}].from_pretrained(weight, trainable{options})",

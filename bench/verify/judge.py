@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import impls
+from bench.common.implementations import resolve
 from bench.common.optimizers import OPTIMIZERS
 from bench.common.schema import CORE_PROPERTIES
 from bench.common.text import error_text
@@ -31,18 +32,27 @@ def judge_case(
     """Run a drawn ``case`` through ``approach`` and the ideal under ``scenario``; judge
     ``properties`` (default: the scenario's single-process properties).
 
-    An approach that refuses the scenario's options, or an optimizer that rejects its gradients
-    (SparseAdam on dense gradients, Adam on sparse ones), makes the case ``unsupported``: the
-    error text is the result.
+    ``approach`` is any reference ``bench.common.implementations.resolve`` accepts. An approach
+    that refuses the case (its options, or a mask it cannot express), or an optimizer that rejects
+    a reference approach's gradients (SparseAdam on dense gradients, Adam on sparse ones), makes
+    the case ``unsupported``: the error text is the result. An exception a black box raises while
+    training violates every property judged, except that a change to the caller's tensors is
+    reported as itself (P5 is about exactly that).
     """
     properties = tuple(p for p in (properties or scenario.properties) if p in CORE_PROPERTIES)
     case = scenario.prepare(case)
     spec = OPTIMIZERS[scenario.optimizer]
     loop = scenario.loop
+    implementation = resolve(approach)
     factory = approach_factory(approach, case)
     name = scenario.name
+    contained = implementation.black_box
+
+    def run_loop(loop_to_run):
+        return train(factory, case, spec, loop_to_run, errors_are_results=contained)
+
     try:
-        run = train(factory, case, spec, loop)
+        run = run_loop(loop)
     except impls.UnsupportedOption as error:
         return CaseVerdicts(unsupported=error_text(error))
     except Exception as error:
@@ -56,10 +66,16 @@ def judge_case(
     mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}
     ideal = None
-    if "P2" in properties or "P3" in properties:
+    if run.error is None and ("P2" in properties or "P3" in properties):
         ideal = train(ideal_factory(case), case, spec, loop.for_ideal())
     for prop in properties:
-        if prop == "P1":
+        if prop == "P5":
+            verdicts[prop] = P.inputs_untouched(run, approach, name)
+            if verdicts[prop] and run.error:
+                verdicts[prop] = P.raised(run, prop, approach, name)
+        elif run.error:
+            verdicts[prop] = P.raised(run, prop, approach, name)
+        elif prop == "P1":
             verdicts[prop] = P.frozen_rows_stay(run, mask, approach, name)
         elif prop == "P2":
             verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
@@ -67,10 +83,11 @@ def judge_case(
             verdicts[prop] = P.follows_ideal(run, ideal, mask, approach, name)
         elif prop == "P4":
             verdicts[prop] = P.forward_matches_table(run, approach, name)
-        elif prop == "P5":
-            verdicts[prop] = P.inputs_untouched(run, approach, name)
         elif prop == "P6":
-            resumed_loop = replace(loop, checkpoint_after=len(case.batches) // 2)
-            resumed = train(factory, case, spec, resumed_loop)
-            verdicts[prop] = P.resume_matches(resumed, run, approach, name)
+            resumed = run_loop(replace(loop, checkpoint_after=len(case.batches) // 2))
+            verdicts[prop] = (
+                P.raised(resumed, prop, approach, name)
+                if resumed.error
+                else P.resume_matches(resumed, run, approach, name)
+            )
     return CaseVerdicts(verdicts)

@@ -23,6 +23,8 @@ class Verdict:
     holds: bool
     message: str = ""
     max_abs_change: float = 0.0
+    raised: str | None = None
+    """For a violation that is an exception the implementation raised: the exception."""
 
     def __bool__(self) -> bool:
         return self.holds
@@ -113,6 +115,13 @@ def forward_matches_table(run: Trajectory, approach: str, scenario: str) -> Verd
                 f"{want.tolist()}",
             )
     return Verdict("P4", True)
+
+
+def raised(run: Trajectory, prop: str, approach: str, scenario: str) -> Verdict:
+    """Any property of a run that raised: an error while training is a violation of it."""
+    return Verdict(
+        prop, False, f"{_where(approach, scenario, prop)}: it raised {run.error}", raised=run.error
+    )
 
 
 def inputs_untouched(run: Trajectory, approach: str, scenario: str) -> Verdict:

@@ -102,3 +102,17 @@ def worked_example(dtype: torch.dtype = torch.float64, steps: int = 3) -> Traini
     weight = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=dtype)
     coefficients = torch.full((2, 4, 3), 1 / 24, dtype=dtype)
     return TrainingCase(weight, mask, (ids,) * steps, (coefficients,) * steps, {})
+
+
+def probe_case(padding: str | None) -> TrainingCase:
+    """The simplest case a scenario allows, in a layout every implementation can express: four
+    rows, the two pretrained ones first, every id looked up once; the padding row on a frozen
+    (``padding="frozen"``) or trainable (``"trainable"``) row where the scenario puts one.
+
+    Whether an implementation refuses this case says whether it supports the scenario at all.
+    """
+    options = {"frozen": {"padding_idx": 0}, "trainable": {"padding_idx": 3}}.get(padding, {})
+    weight = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mask = torch.tensor([False, False, True, True])
+    coefficients = torch.ones(4, 2, dtype=torch.float64)
+    return TrainingCase(weight, mask, (torch.arange(4),), (coefficients,), options)

@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import impls
+from bench.common.implementations import resolve
 from bench.common.optimizers import OptimizerSpec
+from bench.common.text import error_text
 from bench.verify.ideal import IdealEmbedding
 from impls.base import EmbeddingOptions
 
@@ -83,19 +85,21 @@ class Loop:
 
 @dataclass
 class Trajectory:
-    tables: list[Tensor]
+    tables: list[Tensor | None]
     outputs: list[Tensor]
-    expected_outputs: list[Tensor]
+    expected_outputs: list[Tensor | None]
     mutated_inputs: list[str]
     received_gradient: Tensor | None = None
+    error: str | None = None
+    """The first exception a black box raised (where, its type and message), if any."""
 
 
 ModuleFactory = Callable[[], torch.nn.Module]
 
 
 def approach_factory(approach: str, case: TrainingCase) -> ModuleFactory:
-    cls = impls.APPROACHES[approach]
-    return lambda: cls.from_pretrained(case.weight, case.trainable, **case.options)
+    implementation = resolve(approach)
+    return lambda: implementation.from_pretrained(case.weight, case.trainable, **case.options)
 
 
 def ideal_factory(case: TrainingCase) -> ModuleFactory:
@@ -176,14 +180,57 @@ def _func_backward(module: torch.nn.Module, ids: Tensor, coefficients: Tensor) -
 
 
 def train(
-    factory: ModuleFactory, case: TrainingCase, spec: OptimizerSpec, loop: Loop = Loop()
+    factory: ModuleFactory,
+    case: TrainingCase,
+    spec: OptimizerSpec,
+    loop: Loop = Loop(),
+    errors_are_results: bool = False,
 ) -> Trajectory:
-    """Train a fresh module from ``factory`` on ``case`` and record the trajectory."""
+    """Train a fresh module from ``factory`` on ``case`` and record the trajectory.
+
+    ``errors_are_results`` (implementations judged as black boxes): an exception raised while
+    building, training or reading the table is kept in ``error`` instead of propagating. A failed
+    read of the table leaves ``None`` in its place and training goes on, so what the steps do to
+    the caller's tensors is still seen; a failed step ends the run. A refusal
+    (``UnsupportedOption``) always propagates: it is not a result about the module.
+    """
     originals = {
         "weight": case.weight.clone(),
         "trainable": case.trainable.clone(),
         **{f"ids[{i}]": ids.clone() for i, ids in enumerate(case.batches)},
     }
+    record = Trajectory([], [], [], [])
+    try:
+        _run(factory, case, spec, loop, record, errors_are_results)
+    except impls.UnsupportedOption:
+        raise
+    except Exception as error:
+        if not errors_are_results:
+            raise
+        record.error = record.error or f"while training: {error_text(error)}"
+    current = {
+        "weight": case.weight,
+        "trainable": case.trainable,
+        **{f"ids[{i}]": ids for i, ids in enumerate(case.batches)},
+    }
+    record.mutated_inputs = [
+        _change(k, v, current[k]) for k, v in originals.items() if not torch.equal(v, current[k])
+    ]
+    for name, value in originals.items():
+        # Put the caller's tensors back, so the ideal and the resumed run see the same inputs.
+        current[name].copy_(value)
+    return record
+
+
+def _change(name: str, before: Tensor, after: Tensor) -> str:
+    """``name`` and how it changed: the whole of a small tensor, else its first changed row."""
+    if before.numel() <= 16:
+        return f"{name} (was {before.tolist()}, is {after.tolist()})"
+    row = int((before != after).reshape(before.shape[0], -1).any(dim=1).nonzero()[0, 0])
+    return f"{name} (row {row} was {before[row].tolist()}, is {after[row].tolist()})"
+
+
+def _run(factory, case, spec, loop: Loop, record: Trajectory, errors_are_results: bool) -> None:
     device_type = case.weight.device.type
     module = factory()
     model = _compiled(module, loop)
@@ -191,12 +238,25 @@ def train(
     module.attach(optimizer)
     scaler = torch.amp.GradScaler(device_type) if loop.grad_scaler else None
     reference = _reference_options(case.embedding_options)
-    record = Trajectory([module.merged_weight()], [], [], [])
+
+    def read_table() -> Tensor | None:
+        try:
+            return module.merged_weight()
+        except Exception as error:
+            if not errors_are_results:
+                raise
+            where = "reading the table (merged_weight())"
+            record.error = record.error or f"{where}: {error_text(error)}"
+            return None
+
+    record.tables.append(read_table())
     for step, (ids, coefficients) in enumerate(zip(case.batches, case.coefficients, strict=True)):
         if loop.checkpoint_after == step:
             module, optimizer = _reload(module, optimizer, factory, spec)
             model = _compiled(module, loop)
-        record.expected_outputs.append(F.embedding(ids, record.tables[-1].clone(), **reference))
+        table = record.tables[-1]
+        expected = None if table is None else F.embedding(ids, table.clone(), **reference)
+        record.expected_outputs.append(expected)
         optimizer.zero_grad()
         outputs = []
         chunks = zip(
@@ -229,16 +289,9 @@ def train(
         else:
             optimizer.step()
         record.outputs.append(torch.cat(outputs).view(*ids.shape, -1))
-        record.tables.append(module.merged_weight())
-    current = {
-        "weight": case.weight,
-        "trainable": case.trainable,
-        **{f"ids[{i}]": ids for i, ids in enumerate(case.batches)},
-    }
-    record.mutated_inputs = [k for k, v in originals.items() if not torch.equal(v, current[k])]
+        record.tables.append(read_table())
     if isinstance(module, IdealEmbedding):
         record.received_gradient = module.received_gradient.clone()
-    return record
 
 
 def with_options(case: TrainingCase, **options) -> TrainingCase:

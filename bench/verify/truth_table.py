@@ -1,9 +1,11 @@
 """The truth table: which (approach, scenario, property) cells hold, break, or cannot run — and why.
 
-Every cell holds unless a rule below says otherwise. Each rule carries the one sentence that
-explains it; the tests assert every cell both ways (a "holds" cell on every example, a "violated"
-cell by a concrete example) and ``python -m bench verify`` writes the sentence beside the measured
-outcome, so the report can show the reason next to the evidence.
+Every cell holds unless a rule below says otherwise; an implementation the table has no rule for
+(a user's ``MODULE:NAME``) is expected to hold every property, except where a rule is about the
+scenario rather than an approach (``ANY``: bfloat16's resolution, float16's underflow). Each rule
+carries the one sentence that explains it; the tests assert every cell both ways (a "holds" cell
+on every example, a "violated" cell by a concrete example) and ``python -m bench verify`` writes
+the sentence beside the measured outcome, so the report can show the reason next to the evidence.
 """
 
 from __future__ import annotations
@@ -21,9 +23,20 @@ WEIGHT_DECAY = frozenset(
 FACTORED = frozenset({"adafactor"})
 SPARSE = frozenset({"sparse_adam", "sparse_sgd", "sparse_adagrad"})
 
+EMBEDDING_OPTIONS = SPARSE | {
+    "padding_on_frozen",
+    "padding_on_trainable",
+    "max_norm",
+    "scale_grad_by_freq",
+}
+DISTRIBUTED = frozenset({"ddp", "fsdp2"})
+
+# The implementations as people run them (bench.peers).
+PEFT, SEED, DIFFUSERS = "peft_trainable_tokens", "seed_two_tables", "diffusers_ti_restore"
+
 ZERO_GRADIENT = frozenset({"grad_zero", "grad_hook", "detach_mask"})
-WHOLE_TABLE_IN_OPTIMIZER = ZERO_GRADIENT | {"parametrize", "restore", "full"}
-DENSE_REBUILD = frozenset({"concat", "index_copy", "parametrize", "detach_mask"})
+WHOLE_TABLE_IN_OPTIMIZER = ZERO_GRADIENT | {"parametrize", "restore", "full", DIFFUSERS}
+DENSE_REBUILD = frozenset({"concat", "index_copy", "parametrize", "detach_mask", PEFT})
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,41 @@ class Expectation:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(
+        {SEED},
+        EMBEDDING_OPTIONS,
+        ANY,
+        UNSUPPORTED,
+        "the answer's class takes no embedding options (no padding_idx, max_norm, "
+        "scale_grad_by_freq or sparse), so its factory refuses them",
+    ),
+    Rule(
+        {SEED},
+        DISTRIBUTED,
+        ANY,
+        UNSUPPORTED,
+        "the distributed runs train every fourth row, a mask the class cannot express: it takes "
+        "the pretrained rows first and the new rows after them",
+    ),
+    Rule(
+        {SEED},
+        ANY,
+        {"P5"},
+        VIOLATED,
+        "forward rewrites the caller's id tensor in place (batch -= num_embeddings, then "
+        "batch[~mask] = 0), so the ids a model passes on are not the ids it was given (a case "
+        "that raises first, see P1, violates it too)",
+    ),
+    Rule(
+        {SEED},
+        ANY,
+        ANY,
+        VIOLATED,
+        "the table cannot be read: `batch > num_embeddings` sends the first new id "
+        "(num_embeddings itself) to the pretrained table, which has no such row, and a mask "
+        "without a pretrained or without a new row leaves one of the two tables empty; the "
+        "lookup raises",
+    ),
     Rule(
         DENSE_REBUILD | {"grad_zero"},
         SPARSE,
@@ -124,7 +172,24 @@ RULES: tuple[Rule, ...] = (
         "trainable rows too, and P7 includes P1 on every rank",
     ),
     Rule(
-        {"restore"},
+        {DIFFUSERS},
+        {"fsdp2"},
+        ANY,
+        VIOLATED,
+        "the script's write-back (weight[index_no_updates] = orig_embeds_params[...]) mixes "
+        "the sharded DTensor parameter with plain tensors, which torch refuses: the first step "
+        "raises",
+    ),
+    Rule(
+        {DIFFUSERS},
+        ANY,
+        {"P1", "P7"},
+        VIOLATED,
+        "only rows outside min(ids)..max(ids) are written back, so a frozen row between two "
+        "trainable ids is optimised like any other row (P7 includes P1 on every rank)",
+    ),
+    Rule(
+        {"restore", DIFFUSERS},
         {"clip_grad_norm"},
         {"P3"},
         VIOLATED,
@@ -148,8 +213,14 @@ RULES: tuple[Rule, ...] = (
         "frozen rows of zero-gradient approaches become NaN",
     ),
     Rule(
-        set(ZERO_GRADIENT)
-        | {"full", "split", "concat", "index_copy", "parametrize", "restore", "fused"},
+        {"freeze_all"},
+        {"float16"},
+        {"P4", "P6"},
+        HOLDS,
+        "control: no row ever moves, so no NaN appears",
+    ),
+    Rule(
+        ANY,
         {"float16"},
         {"P3", "P4", "P6"},
         VIOLATED,
@@ -186,6 +257,22 @@ RULES: tuple[Rule, ...] = (
         VIOLATED,
         "Adafactor factors the second moment of the whole V×D parameter into row and column "
         "means, so the frozen rows' gradients (zero or not) change every trainable row's step",
+    ),
+    Rule(
+        {PEFT},
+        FACTORED | DISTRIBUTED,
+        ANY,
+        HOLDS,
+        "holds: these cases always have a trainable row (Adafactor needs one; the distributed "
+        "runs train every fourth row), so PEFT's empty-index failure never arises",
+    ),
+    Rule(
+        {PEFT},
+        ANY,
+        ANY,
+        VIOLATED,
+        "PEFT builds its index with torch.tensor(token_indices), a float tensor when no row is "
+        "trainable, and index_copy refuses it: with an empty trainable set every forward raises",
     ),
 )
 

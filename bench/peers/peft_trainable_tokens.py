@@ -1,11 +1,15 @@
-"""PEFT's trainable-tokens layer, measured beside the reference approaches.
+"""PEFT's trainable-tokens layer, as PEFT builds it.
 
-``peft_trainable_tokens`` is ``peft.tuners.trainable_tokens.layer.TrainableTokensLayer`` itself,
-wrapped around a frozen ``nn.Embedding`` made from the same pretrained table, exactly as PEFT's
-``TrainableTokensModel`` builds it (construct the layer, then ``update_layer``). The thin class
-around it only adapts the constructor and ``merged_weight`` to the rowfreeze contract, so the
-benchmark harness drives it like any approach and the frozen-rows check reads PEFT's own merge
-(``get_merged_weights``), not a re-implementation.
+Where from: ``peft.tuners.trainable_tokens.layer.TrainableTokensLayer`` (peft >= 0.15; checked
+with 0.21), used itself, not re-implemented. It wraps a frozen ``nn.Embedding`` made from the
+pretrained table, exactly as PEFT's ``TrainableTokensModel`` builds it (construct the layer, then
+``update_layer``), and keeps the chosen rows in a ``trainable_tokens_delta`` parameter that
+forward writes into a copy of the table with ``index_copy``.
+What was kept: everything; the class around it only adapts the constructor to the rowfreeze
+contract, and ``merged_weight`` is PEFT's own merge (``get_merged_weights``).
+What it breaks, as found: PEFT turns ``token_indices`` into an index with
+``torch.tensor(token_indices)``; for an empty list that is a *float* tensor and ``index_copy``
+refuses it, so a layer with no trainable token fails on every forward. It is left that way.
 
 PEFT is imported when the peer is built, not when this module is: it is an extra of the bench
 environment only, and its import takes seconds.
@@ -15,8 +19,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-import impls
-from bench.common.schema import PEFT_PEER
 from impls.base import EmbeddingOptions, PartiallyFrozenEmbedding
 
 ADAPTER = "default"
@@ -25,7 +27,7 @@ ADAPTER = "default"
 class PeftTrainableTokens(PartiallyFrozenEmbedding):
     """``TrainableTokensLayer`` over ``nn.Embedding.from_pretrained(weight, freeze=True)``."""
 
-    name = PEFT_PEER
+    name = "peft_trainable_tokens"
     refused_options = {
         "sparse": "PEFT's layer looks up a table rebuilt by index_copy every forward; backward "
         "through it fails on a sparse gradient (RuntimeError: expand is unsupported for Sparse "
@@ -52,13 +54,9 @@ class PeftTrainableTokens(PartiallyFrozenEmbedding):
     def lookup(self, ids: Tensor) -> Tensor:
         return self.layer(ids)
 
+    def effective_weight(self) -> Tensor:
+        # PEFT's own merge, what its lm_head layer multiplies by when the head is tied.
+        return self.layer.get_merged_weights([ADAPTER])
+
     def merged_weight(self) -> Tensor:
-        return self.layer.get_merged_weights([ADAPTER]).detach()
-
-
-PEERS: dict[str, type[PartiallyFrozenEmbedding]] = {PeftTrainableTokens.name: PeftTrainableTokens}
-
-
-def benchmarked_approaches() -> dict[str, type[PartiallyFrozenEmbedding]]:
-    """Every approach registered in ``impls.APPROACHES`` now, then the peers."""
-    return {**impls.APPROACHES, **PEERS}
+        return self.effective_weight().detach()
