@@ -214,3 +214,11 @@ def test_command_refuses_bad_arguments(tmp_path, argv, message, capsys):
 def test_command_refuses_an_unknown_model(tmp_path, capsys):
     assert bench_cli.main(["newtokens", "--out", str(tmp_path), "--models", "bert"]) == 2
     assert "--models: expected names from ['gpt2', 'llama'], got 'bert'" in capsys.readouterr().err
+
+
+def test_the_peer_has_one_name_here_and_in_the_benchmarks():
+    from bench.peers import PEERS
+    from bench.peers.peft_trainable_tokens import PeftTrainableTokens
+
+    assert PeftTrainableTokens.name == PEFT_PEER and PEFT_PEER in PEERS
+    assert PEFT_PEER in command.approach_names()
