@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from bench.common.environment import environment
 from bench.common.frozen_rows import frozen_rows_identical
-from bench.common.implementations import approach_argument, default_names, resolve
+from bench.common.implementations import add_approaches_argument, default_names, resolve
 from bench.common.results import ResultsFile
 from bench.common.schema import REALDATA, record
 from bench.common.text import error_text, positive_int
@@ -294,19 +294,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--approaches",
-        nargs="+",
-        type=approach_argument,
-        default=default_names(),
-        metavar="NAME|MODULE:NAME",
-        help=f"approaches to train (default: all of {', '.join(default_names())})",
-    )
+    add_approaches_argument(parser, "approaches to train")
 
 
 def main(args: argparse.Namespace) -> int:
     results = ResultsFile(args.out / REALDATA.filename, key=REALDATA.key, resume=False)
-    for finished in run_workload(args.approaches, args.epochs, args.seed):
+    approaches = args.approaches or default_names()
+    for finished in run_workload(approaches, args.epochs, args.seed):
         results.append(finished)
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")

@@ -117,6 +117,21 @@ def approach_argument(value: str) -> str:
     return value
 
 
+def add_approaches_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--approaches NAME|MODULE:NAME ...``, the same for every command; default: every
+    reference approach, then every peer (``None`` stands for that list)."""
+    parser.add_argument(
+        "--approaches",
+        nargs="+",
+        type=approach_argument,
+        default=None,
+        metavar="NAME|MODULE:NAME",
+        help=f"{what}: registered names or references MODULE:NAME to a contract class or a "
+        "factory NAME(weight, trainable, **options) -> nn.Module (default: every reference "
+        f"approach and peer: {', '.join(default_names())})",
+    )
+
+
 def _import(reference: str) -> Callable:
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:

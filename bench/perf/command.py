@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from bench.common.implementations import (
     Implementation,
-    approach_argument,
+    add_approaches_argument,
     default_names,
     resolve,
 )
@@ -72,15 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="devices to measure on (default: cpu, and cuda when available)",
     )
-    parser.add_argument(
-        "--approaches",
-        nargs="+",
-        type=approach_argument,
-        default=None,
-        metavar="NAME|MODULE:NAME",
-        help="registered names or references MODULE:NAME (default: every approach of "
-        "impls.APPROACHES, then the peers of bench.peers)",
-    )
+    add_approaches_argument(parser, "approaches to benchmark")
     parser.add_argument(
         "--sweeps",
         nargs="+",

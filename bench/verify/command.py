@@ -21,7 +21,7 @@ from hypothesis.errors import NoSuchExample, Unsatisfiable
 from tqdm import tqdm
 
 from bench.common.environment import environment
-from bench.common.implementations import approach_argument, default_names, resolve
+from bench.common.implementations import add_approaches_argument, default_names, resolve
 from bench.common.results import ResultsFile
 from bench.common.schema import VERIFICATION, record
 from bench.verify.counterexample import distributed_reproduction, reproduction
@@ -244,16 +244,7 @@ def _cell_job(job: tuple[str, str, SamplingProfile]) -> list[dict]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=sorted(SAMPLING_PROFILES), default="quick")
-    parser.add_argument(
-        "--approaches",
-        nargs="+",
-        type=approach_argument,
-        default=None,
-        metavar="NAME|MODULE:NAME",
-        help="approaches to verify: registered names or references MODULE:NAME to a contract "
-        "class or a factory NAME(weight, trainable, **options) -> nn.Module (default: every "
-        f"reference approach and peer: {', '.join(default_names())})",
-    )
+    add_approaches_argument(parser, "approaches to verify")
     parser.add_argument(
         "--scenarios",
         nargs="+",
