@@ -32,7 +32,7 @@ from bench.common.implementations import (
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
-from bench.common.schema import RESULTS
+from bench.common.schema import RESULTS, STEP_PHASE
 from bench.common.text import error_text, positive_int
 from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
 from bench.perf.cases import (
@@ -240,7 +240,6 @@ class CaseMeasurer:
             "estimated_bytes": estimate.total_bytes,
             "threads": measured["threads"],
             "load_before": measured["load_before"],
-            "noisy": measured["noisy"],
             "attempts": measured["attempts"],
         }
         rows, entries = [], []
@@ -249,13 +248,21 @@ class CaseMeasurer:
             entries.append(entry)
             timing = summary(entry)
             timing["tokens_per_s"] = case.T / timing["median_s"]
-            fields = {**common, **timing, **self.bound(case, phase, timing["median_s"])}
+            noisy = is_noisy(common["load_before"], [spread(timing["median_s"], timing["iqr_s"])])
+            fields = {
+                **common,
+                **timing,
+                **self.bound(case, phase, timing["median_s"]),
+                "noisy": noisy,
+            }
             rows += [result_row(member, phase, **fields) for member in group]
         return rows, entries
 
     def quietest_measurement(self, case: BenchmarkCase) -> dict:
-        """:func:`measure_case` in a fresh process, again while it comes out noisy (at most
-        ``ATTEMPTS`` times); the attempt with the smallest spread, with its load and verdict."""
+        """:func:`measure_case` in a fresh process, again while its full step comes out noisy
+        (at most ``ATTEMPTS`` times; the step is what the answer ranks); the attempt with the
+        smallest step spread, with the load before it. Each row is then judged on its own
+        phase (:func:`bench.common.load.is_noisy`)."""
         attempts = []
         for _ in range(ATTEMPTS):
             load = busy_cores()
@@ -267,15 +274,14 @@ class CaseMeasurer:
                 self.threads,
                 timeout_s=self.profile.case_timeout_s,
             )
-            spreads = [
-                spread(entry["stats"]["median"], entry["stats"]["iqr"])
-                for entry in measured["benchmarks"].values()
-            ]
-            measured.update(load_before=load, noisy=is_noisy(load, spreads))
-            attempts.append((max((s for s in spreads if s is not None), default=0.0), measured))
-            if not measured["noisy"]:
+            stats = measured["benchmarks"][STEP_PHASE]["stats"]
+            step_spread = spread(stats["median"], stats["iqr"])
+            noisy = is_noisy(load, [step_spread])
+            measured["load_before"] = load
+            attempts.append((noisy, step_spread or 0.0, measured))
+            if not noisy:
                 break
-        quietest = min(attempts, key=lambda attempt: (attempt[1]["noisy"], attempt[0]))[1]
+        quietest = min(attempts, key=lambda attempt: attempt[:2])[2]
         return {**quietest, "attempts": len(attempts)}
 
     def rows(
