@@ -38,10 +38,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 
 from .base import EmbeddingOptions, UnsupportedOption
 from .split import Split
+from .validation import values_are_free_to_read
 
 
 class TrainableOverwrite(torch.autograd.Function):
@@ -135,6 +137,43 @@ def trainable_gradient(
     return grad_out.new_zeros(shape).index_add(0, rows, grad_rows)
 
 
+class CompactOverwrite(torch.autograd.Function):
+    """:class:`TrainableOverwrite` on only the tokens that hit a trainable row, for eager CPU.
+
+    Selecting those h tokens (``nonzero``) costs a host synchronisation on CUDA and a shape the
+    data decides, which is why the fixed-shape Function exists; on a plain CPU tensor in eager
+    mode it is free, and working on h rows instead of T makes the lookup about twice as fast
+    (h is 1% of T at the headline case). Same results, same gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, trainable, frozen_rows, local, options, local_padding_idx):
+        positions = (local >= 0).nonzero().squeeze(1)
+        rows = local.index_select(0, positions)
+        ctx.save_for_backward(positions, rows)
+        ctx.num_trainable, ctx.options = trainable.shape[0], options
+        ctx.local_padding_idx = local_padding_idx
+        # frozen_rows is the lookup's own fresh gather: overwrite it in place, no T×D copy.
+        ctx.mark_dirty(frozen_rows)
+        return frozen_rows.index_copy_(0, positions, trainable.index_select(0, rows))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        positions, rows = ctx.saved_tensors
+        grad_trainable = grad_frozen = None
+        if ctx.needs_input_grad[0]:
+            grad_trainable = trainable_gradient(
+                grad_out.index_select(0, positions),
+                rows,
+                ctx.num_trainable,
+                ctx.options,
+                ctx.local_padding_idx,
+            )
+        if ctx.needs_input_grad[1]:
+            grad_frozen = grad_out.index_fill(0, positions, 0)
+        return grad_trainable, grad_frozen, None, None, None
+
+
 class Fused(Split):
     """``split``'s buffers and parameter, looked up by :class:`TrainableOverwrite`."""
 
@@ -150,9 +189,21 @@ class Fused(Split):
         super().__init__(weight, trainable_mask, options)
 
     def overwrite_trainable_tokens(self, frozen_rows: Tensor, local: Tensor) -> Tensor:
-        function = (
-            TrainableOverwrite if torch.compiler.is_compiling() else TrainableOverwriteWithJvp
-        )
+        weight = self.trainable_weight  # a Parameter, or functional_call's tensor in its place
+        if (
+            not self.options.sparse
+            and values_are_free_to_read(local)
+            and values_are_free_to_read(frozen_rows)
+            and not torch._C._functorch.is_functorch_wrapped_tensor(weight)
+            and not any(
+                forward_ad.unpack_dual(x).tangent is not None for x in (weight, frozen_rows)
+            )
+        ):
+            function = CompactOverwrite
+        elif torch.compiler.is_compiling():
+            function = TrainableOverwrite
+        else:
+            function = TrainableOverwriteWithJvp
         return function.apply(
             self.trainable_weight, frozen_rows, local, self.options, self.local_padding_idx
         )

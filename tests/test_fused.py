@@ -245,3 +245,26 @@ def test_sparse_with_scale_grad_by_freq_is_refused_by_name():
         APPROACHES["fused"].from_pretrained(
             torch.zeros(4, 2), torch.tensor([1]), sparse=True, scale_grad_by_freq=True
         )
+
+
+@pytest.mark.parametrize("padding", [None, 1])
+def test_the_compact_eager_path_equals_the_fixed_shape_path(padding):
+    """On CPU in eager mode fused reads only the tokens of trainable rows (``nonzero``); under
+    compile, torch.func or on CUDA it keeps every shape fixed. Both give the same output and the
+    same gradient."""
+    from impls.base import EmbeddingOptions
+    from impls.fused import CompactOverwrite, TrainableOverwrite
+
+    generator = torch.Generator().manual_seed(0)
+    local = torch.tensor([0, -1, 2, 2, -1, 1, 0, -1])
+    options = EmbeddingOptions(padding_idx=padding)
+    upstream = torch.randn(8, 3, generator=generator)
+    results = []
+    for function in (TrainableOverwrite, CompactOverwrite):
+        trainable = torch.randn(3, 3, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        frozen_rows = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+        out = function.apply(trainable, frozen_rows, local, options, padding)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), trainable.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1])
