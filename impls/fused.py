@@ -7,7 +7,9 @@ one custom ``torch.autograd.Function``: forward gathers all T rows from the froz
 selects, token by token, the trainable row instead where there is one; backward masks the
 incoming gradient to those tokens and ``index_add``s it into a fresh ``(n, D)`` gradient.
 Cost per step: forward O(T·D) gathers + O(T) id mapping + O(T·D) select; backward O(T·D) plus
-O(n·D) to zero the dense gradient; optimizer O(n·D). Nothing V-sized is allocated, nothing sorts
+O(n·D) to zero the dense gradient; optimizer O(n·D). In eager mode on CPU, where selecting the h
+tokens of trainable rows costs nothing extra (:class:`CompactOverwrite`), the select and the
+backward are O(h·D) instead. Nothing V-sized is allocated, nothing sorts
 the T ids, and every shape is fixed by the ids' shape: no host synchronisation, and the step
 compiles with ``torch.compile(fullgraph=True)`` (``padding_idx``, ``max_norm`` and
 ``scale_grad_by_freq`` included).
