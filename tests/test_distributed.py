@@ -88,7 +88,7 @@ def test_measure_ddp_step_counts_the_trainable_rows_gradient_bytes():
     assert measured["allreduce_bytes"] == round(num_rows * fraction) * dim * 4
     assert measured["frozen_rows_identical"] is True
     assert measured["median_s"] > 0
-    assert measured["peak_bytes"] >= 0 and measured["peak_method"].startswith("vmhwm")
+    assert isinstance(measured["peak_bytes"], int) and measured["peak_method"].startswith("vmhwm")
 
 
 def test_whole_table_approaches_all_reduce_the_whole_table():

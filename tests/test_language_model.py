@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 
 import impls
 from bench.verify import truth_table
 
-transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 OLD_VOCAB, NEW_TOKENS, WIDTH = 40, 4, 16

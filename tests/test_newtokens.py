@@ -11,15 +11,15 @@ import dataclasses
 import json
 import re
 
+import gensim  # noqa: F401
+import peft  # noqa: F401
 import pytest
+import transformers
 
 from bench import __main__ as bench_cli
 from bench.common.schema import NEWTOKENS, PEFT_PEER
 from bench.newtokens import answer, command, corpus, workload
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("peft")
-pytest.importorskip("gensim")
 transformers.logging.set_verbosity_error()
 
 TINY_MODELS = tuple(
