@@ -1,4 +1,4 @@
-"""The contract every approach meets (see DESIGN.md), and the pieces they share.
+"""The contract every approach meets (docs/design.md), and the pieces they share.
 
 An approach subclasses :class:`PartiallyFrozenEmbedding`, names itself in ``name``, builds its
 parameters and buffers in ``__init__`` from an already-validated weight and mask, and implements

@@ -49,7 +49,7 @@ SCHEMA_KEYS = {
     "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "allreduce_bytes",
     "frozen_rows_identical", "env",
 }  # fmt: skip
-"""The keys of results.json as /work/shared/schemas.md lists them."""
+"""The keys of results.json that other tools read: an interface the schema must keep."""
 
 
 def small_case(**changes) -> BenchmarkCase:

@@ -1,4 +1,4 @@
-"""The contract of DESIGN.md, for every registered approach, on every available device."""
+"""The contract of docs/design.md, for every registered approach, on every available device."""
 
 from __future__ import annotations
 

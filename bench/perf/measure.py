@@ -4,9 +4,9 @@
 case; :func:`estimate_memory` runs in the parent before that process is started. Both build the case
 through :func:`build_training`, so the estimate sees exactly what the measurement will allocate.
 
-The phases are the training loop of DESIGN.md, cut at three places: ``forward`` (the lookup, with
-autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before each call)
-and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the approach
+The phases are the training loop of docs/design.md, cut at three places: ``forward`` (the lookup,
+with autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before each
+call) and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the approach
 registered through ``attach``). The loss is the output weighted by
 :func:`bench.perf.cases.loss_coefficients` and summed. Each call looks up the next of the case's
 batches (switched untimed, in the setup), so no call finds the previous call's rows in the cache.
