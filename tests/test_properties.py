@@ -1,9 +1,10 @@
-"""P1–P6 for every approach under every optimizer of the foundation issue, asserted both ways.
+"""P0–P6 for every approach under every optimizer of the foundation issue, asserted both ways.
 
 A cell the truth table (``bench.verify.truth_table``) marks ``holds`` must hold on every hypothesis
-example; a cell marked ``violated`` must be shown violated — first on the worked example of the
-zero-gradient answer, otherwise by an example hypothesis finds; an ``unsupported`` cell must be
-refused with an error naming the approach and the option.
+example it is judged on; a cell marked ``violated`` must be shown violated — first on the worked
+example of the zero-gradient answer, otherwise by an example hypothesis finds; a ``not judged``
+cell must have no example it can be judged on (every one raises: P0); an ``unsupported`` cell
+must be refused with an error naming the approach and the option.
 
 The approaches are the reference ones and the peers (``bench.peers``), and any implementation named
 in ``ROWFREEZE_APPROACHES=MODULE:NAME[,MODULE:NAME...]``: one the truth table has no rule for must
@@ -21,15 +22,15 @@ from hypothesis import assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
-from bench.common.implementations import default_names, resolve
-from bench.common.schema import CORE_PROPERTIES
+from bench.common.implementations import Implementation, default_names, resolve
+from bench.common.schema import CORE_PROPERTIES, OUTCOMES, RUNS
 from bench.verify.counterexample import reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import suite_profile
 from bench.verify.scenarios import SCENARIOS
 from bench.verify.strategies import probe_case, worked_example
 from bench.verify.trajectory import TrainingCase
-from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
+from bench.verify.truth_table import HOLDS, NOT_JUDGED, UNSUPPORTED, VIOLATED, expectation
 
 OPTIMIZER_SCENARIOS = (
     "sgd",
@@ -47,59 +48,85 @@ OPTIMIZER_SCENARIOS = (
 APPROACHES_VARIABLE = "ROWFREEZE_APPROACHES"
 
 
-def approaches_under_test(environ=os.environ) -> list[str]:
+def approaches_under_test(environ=os.environ) -> list[Implementation]:
     """The default approaches, then those named in ``ROWFREEZE_APPROACHES`` (comma-separated
-    references, each checked now so that a typo fails collection naming it)."""
+    references), each resolved once, now, so that a typo fails collection naming it."""
     named = [r.strip() for r in environ.get(APPROACHES_VARIABLE, "").split(",") if r.strip()]
-    for reference in named:
-        resolve(reference)
-    return list(dict.fromkeys([*default_names(), *named]))
+    return [resolve(name) for name in dict.fromkeys([*default_names(), *named])]
 
 
-CELLS = [(a, o) for a in approaches_under_test() for o in OPTIMIZER_SCENARIOS]
+CELLS = [
+    pytest.param(i, o, id=f"{i.name}-{o}")
+    for i in approaches_under_test()
+    for o in OPTIMIZER_SCENARIOS
+]
 
 
-def expected(approach: str, scenario: str, outcome: str) -> list[str]:
-    return [p for p in CORE_PROPERTIES if expectation(approach, scenario, p).outcome == outcome]
+def expected(implementation: Implementation, scenario: str, outcome: str) -> list[str]:
+    return [
+        p
+        for p in CORE_PROPERTIES
+        if expectation(implementation.name, scenario, p).outcome == outcome
+    ]
 
 
-HOLDING_CELLS = [(a, o) for a, o in CELLS if expected(a, o, HOLDS)]
+def cells_with(outcome: str) -> list:
+    return [cell for cell in CELLS if expected(*cell.values, outcome)]
 
 
-@pytest.mark.parametrize(("approach", "optimizer"), HOLDING_CELLS)
+@pytest.mark.parametrize(("implementation", "optimizer"), cells_with(HOLDS))
 @given(data=st.data())
-def test_cells_marked_holds_hold_on_every_example(approach, optimizer, data):
-    holding = expected(approach, optimizer, HOLDS)
+def test_cells_marked_holds_hold_on_every_example(implementation, optimizer, data):
+    holding = expected(implementation, optimizer, HOLDS)
     scenario = SCENARIOS[optimizer]
     case = data.draw(scenario.cases())
     assume(scenario.usable(case))
-    result = judge_case(approach, scenario, case, tuple(holding))
-    if resolve(approach).black_box:
+    result = judge_case(implementation, scenario, case, tuple(holding))
+    if implementation.black_box:
         assume(result.unsupported is None)  # a case it refuses, e.g. a mask it cannot express
-    assert result.unsupported is None, f"{approach} / {optimizer}: {result.unsupported}"
+    assert result.unsupported is None, f"{implementation.name} / {optimizer}: {result.unsupported}"
     failures = [
-        f"{result.verdicts[p].message}\ncounterexample:\n"
-        + reproduction(approach, scenario, case, p)
-        for p in holding
-        if not result.verdicts[p]
+        f"{verdict.message}\ncounterexample:\n" + reproduction(implementation, scenario, case, p)
+        for p, verdict in result.verdicts.items()
+        if not verdict
     ]
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize(("implementation", "optimizer"), cells_with(NOT_JUDGED))
+@given(data=st.data())
+def test_cells_marked_not_judged_have_no_example_to_judge(implementation, optimizer, data):
+    unjudged = expected(implementation, optimizer, NOT_JUDGED)
+    scenario = SCENARIOS[optimizer]
+    case = data.draw(scenario.cases())
+    assume(scenario.usable(case))
+    result = judge_case(implementation, scenario, case, (RUNS, *unjudged))
+    assume(result.unsupported is None)
+    judged = sorted(set(unjudged) & set(result.verdicts))
+    assert not judged, (
+        f"{implementation.name} / {optimizer}: {judged} judged on a case that ran; the truth "
+        f"table says every case raises. Case:\n{reproduction(implementation, scenario, case, RUNS)}"
+    )
+    assert not result.verdicts[RUNS], f"{implementation.name} / {optimizer}: the case ran"
+
+
 VIOLATED_CELLS = [
-    (a, o, p) for a, o in CELLS for p in CORE_PROPERTIES if expectation(a, o, p).outcome == VIOLATED
+    pytest.param(*cell.values, p, id=f"{cell.id}-{p}")
+    for cell in CELLS
+    for p in expected(*cell.values, VIOLATED)
 ]
 
 
-@pytest.mark.parametrize(("approach", "optimizer", "prop"), VIOLATED_CELLS)
-def test_cells_marked_violated_are_shown_violated(approach, optimizer, prop):
+@pytest.mark.parametrize(("implementation", "optimizer", "prop"), VIOLATED_CELLS)
+def test_cells_marked_violated_are_shown_violated(implementation, optimizer, prop):
     scenario = SCENARIOS[optimizer]
 
     def violates(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        result = judge_case(approach, scenario, case, (prop,))
-        return result.unsupported is None and not result.verdicts[prop].holds
+        result = judge_case(implementation, scenario, case, (prop,))
+        verdict = result.verdicts.get(prop)
+        return result.unsupported is None and verdict is not None and not verdict.holds
 
     witness = worked_example()
     if not violates(witness):
@@ -108,32 +135,33 @@ def test_cells_marked_violated_are_shown_violated(approach, optimizer, prop):
             violates,
             settings=settings(max_examples=suite_profile().shrink_examples, database=None),
         )
-    verdict = judge_case(approach, scenario, witness, (prop,))
-    assert not verdict.verdicts[prop].holds
-    assert approach in verdict.verdicts[prop].message
-    assert optimizer in verdict.verdicts[prop].message
+    verdict = judge_case(implementation, scenario, witness, (prop,)).verdicts[prop]
+    assert not verdict.holds
+    assert implementation.name in verdict.message
+    assert optimizer in verdict.message
 
 
 UNSUPPORTED_CELLS = [
-    (a, o) for a, o in CELLS if expected(a, o, UNSUPPORTED) == list(CORE_PROPERTIES)
+    cell for cell in CELLS if expected(*cell.values, UNSUPPORTED) == list(CORE_PROPERTIES)
 ]
 
 
-@pytest.mark.parametrize(("approach", "optimizer"), UNSUPPORTED_CELLS)
-def test_cells_marked_unsupported_are_refused_by_name(approach, optimizer):
+@pytest.mark.parametrize(("implementation", "optimizer"), UNSUPPORTED_CELLS)
+def test_cells_marked_unsupported_are_refused_by_name(implementation, optimizer):
     scenario = SCENARIOS[optimizer]
-    result = judge_case(approach, scenario, probe_case(scenario.padding))
-    assert result.unsupported is not None, f"{approach} / {optimizer} ran; expected a refusal"
-    assert approach in result.unsupported
+    result = judge_case(implementation, scenario, probe_case(scenario.padding))
+    assert result.unsupported is not None, f"{implementation.name} / {optimizer} ran"
+    assert implementation.name in result.unsupported
     assert "sparse" in result.unsupported
 
 
 def test_every_cell_has_one_outcome_and_violations_are_explained():
-    for approach, optimizer in CELLS:
+    for cell in CELLS:
+        implementation, optimizer = cell.values
         for prop in CORE_PROPERTIES:
-            cell = expectation(approach, optimizer, prop)
-            assert cell.outcome in (HOLDS, VIOLATED, UNSUPPORTED)
-            assert cell.outcome == HOLDS or cell.why, (approach, optimizer, prop)
+            expected_cell = expectation(implementation.name, optimizer, prop)
+            assert expected_cell.outcome in OUTCOMES
+            assert expected_cell.outcome == HOLDS or expected_cell.why, (cell.id, prop)
 
 
 def test_adafactor_rejects_an_empty_parameter():

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from bench.__main__ import main as bench_main
+from bench.common.implementations import resolve
 from bench.verify.command import verify_cell, verify_distributed
 from bench.verify.sampling import SAMPLING_PROFILES
 from bench.verify.scenarios import SCENARIOS
@@ -36,6 +37,8 @@ CI_CELLS = [
     ("full", "grad_accumulation"),
     ("split", "tied_output"),
     ("grad_zero", "bfloat16"),
+    ("split", "float16"),
+    ("grad_zero", "float16_adam_eps"),
     ("index_copy", "checkpoint"),
     ("fused", "compile_fullgraph"),
     ("split", "torch_func"),
@@ -46,12 +49,13 @@ CI_CELLS = [
     ("diffusers_ti_restore", "max_norm"),
     ("diffusers_ti_restore", "tied_output"),
     ("peft_trainable_tokens", "float16"),
+    ("peft_trainable_tokens", "adamw"),
 ]
 
 
 @pytest.mark.parametrize(("approach", "scenario"), CI_CELLS)
 def test_measured_outcome_is_the_recorded_expectation(approach, scenario):
-    records = verify_cell(approach, scenario, CI_PROFILE)
+    records = verify_cell(resolve(approach), scenario, CI_PROFILE)
     assert [r["property"] for r in records] == list(SCENARIOS[scenario].properties)
     for record in records:
         assert record["outcome"] == record["expected"], (
@@ -104,7 +108,7 @@ def test_distributed_cells_match_the_truth_table():
     run restore's write-back on a sharded parameter; diffusers' write-back leaves the frozen rows
     between trainable ones to train, and under FSDP2 it raises (a black box's violation)."""
     approaches = ("split", "grad_zero", "restore", "diffusers_ti_restore")
-    records = list(verify_distributed(list(approaches), ["ddp", "fsdp2"]))
+    records = list(verify_distributed([resolve(a) for a in approaches], ["ddp", "fsdp2"]))
     assert {(r["approach"], r["scenario"]) for r in records} == {
         (a, s) for a in approaches for s in ("ddp", "fsdp2")
     }

@@ -21,13 +21,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 import impls
 from bench.common.schema import EXTERNAL, PEER, REFERENCE
@@ -177,19 +180,22 @@ def _current_directory_importable() -> Iterator[None]:
             sys.path.remove(here)
 
 
-@contextlib.contextmanager
-def _plain_lookups(module: nn.Module) -> Iterator[None]:
-    """``nn.Embedding`` submodules of ``module`` look up without ``max_norm`` and
-    ``padding_idx`` inside the block: the table as stored, with a gradient to every row."""
-    embeddings = [m for m in module.modules() if isinstance(m, nn.Embedding)]
-    saved = [(m, m.max_norm, m.padding_idx) for m in embeddings]
-    for m in embeddings:
-        m.max_norm = m.padding_idx = None
-    try:
-        yield
-    finally:
-        for m, max_norm, padding_idx in saved:
-            m.max_norm, m.padding_idx = max_norm, padding_idx
+class _PlainLookups(TorchFunctionMode):
+    """Every ``F.embedding`` call inside the block (``nn.Embedding``'s included, and a module's
+    own) looks up without ``padding_idx`` and ``max_norm``: the table as stored, with a gradient
+    to every row. That is how a table is read as a whole (an output layer tied to it, or the
+    merged table): neither option changes the table, only a lookup of ids."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.embedding:
+            call = _EMBEDDING_SIGNATURE.bind(*args, **(kwargs or {}))
+            call.arguments.pop("padding_idx", None)
+            call.arguments.pop("max_norm", None)
+            return func(*call.args, **call.kwargs)
+        return func(*args, **(kwargs or {}))
+
+
+_EMBEDDING_SIGNATURE = inspect.signature(F.embedding)
 
 
 class BlackBox(nn.Module):
@@ -198,7 +204,7 @@ class BlackBox(nn.Module):
     The suite knows nothing of its insides: ``forward`` is the module's; ``attach`` calls the
     module's own when it has one; ``merged_weight`` is the module's forward on every id, so a
     table stored in pieces (or not stored at all) is read the way a model would read it (with
-    one exception for ``nn.Embedding`` submodules, see ``merged_weight``). The
+    one exception for ``F.embedding``'s options, see ``merged_weight``). The
     optimizer gets ``parameters()``, all of them: those that do not require a gradient never get
     one, and torch's optimizers skip a parameter without a gradient, so exactly the parameters
     that require a gradient are optimised.
@@ -246,7 +252,7 @@ class BlackBox(nn.Module):
         own = getattr(self.module, "effective_weight", None)
         if own is not None:
             return own()
-        with _plain_lookups(self.module):
+        with _PlainLookups():
             return self.module(torch.arange(self.num_embeddings, device=self.trainable_mask.device))
 
     @torch.no_grad()
@@ -255,13 +261,12 @@ class BlackBox(nn.Module):
 
         ``max_norm`` makes a lookup renormalise the rows it reads, in place: looking up every id
         would rewrite rows training never touched, and return them shortened. So the module's
-        tensors are put back afterwards, and ``nn.Embedding`` submodules look up without
-        ``max_norm`` and ``padding_idx`` while the table is read (both change a lookup, neither
-        the table).
+        tensors are put back afterwards, and every ``F.embedding`` looks up without ``max_norm``
+        and ``padding_idx`` while the table is read (both change a lookup, neither the table).
         """
         saved = [(t, t.clone()) for t in self._tensors()] if self.options.max_norm else []
         try:
-            with _plain_lookups(self.module):
+            with _PlainLookups():
                 ids = torch.arange(self.num_embeddings, device=self.trainable_mask.device)
                 return self.module(ids).detach().clone()
         finally:

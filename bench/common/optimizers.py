@@ -22,6 +22,9 @@ class OptimizerSpec:
     kwargs: dict = field(default_factory=dict)
     needs_sparse_grad: bool = False
     description: str = ""
+    own_scenario: bool = True
+    """Whether the matrix has an optimizer scenario of this name (float32, plain loop); False
+    for a configuration made for another scenario, such as the half-precision dtypes."""
 
     def build(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return getattr(torch.optim, self.class_name)(list(params), **self.kwargs)
@@ -45,9 +48,11 @@ class OptimizerSpec:
         return f"torch.optim.{self.class_name}({params}{args})"
 
 
-def _spec(name: str, class_name: str, description: str, **kwargs) -> OptimizerSpec:
+def _spec(
+    name: str, class_name: str, description: str, own_scenario: bool = True, **kwargs
+) -> OptimizerSpec:
     sparse = class_name == "SparseAdam"
-    return OptimizerSpec(name, class_name, kwargs, sparse, description)
+    return OptimizerSpec(name, class_name, kwargs, sparse, description, own_scenario)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
@@ -83,6 +88,16 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         _spec("asgd", "ASGD", "ASGD, torch defaults"),
         _spec("adafactor", "Adafactor", "Adafactor, torch defaults (factored second moment)"),
         _spec("sparse_adam", "SparseAdam", "SparseAdam (needs sparse=True gradients)"),
+        _spec(
+            "adam_half_precision",
+            "Adam",
+            "Adam with lr 0.05 and eps 1e-4: a step larger than half a bfloat16 ulp for weights "
+            "below 16 in magnitude (the default lr = 1e-3 rounds away from 0.5 up), and an eps "
+            "float16 can represent (the default 1e-8 underflows to 0)",
+            own_scenario=False,
+            lr=0.05,
+            eps=1e-4,
+        ),
     )
 }
 

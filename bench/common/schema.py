@@ -12,11 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HOLDS, VIOLATED, UNSUPPORTED = "holds", "violated", "unsupported"
-OUTCOMES = (HOLDS, VIOLATED, UNSUPPORTED)
-"""A verification cell's outcome: measured (``outcome``) and predicted (``expected``)."""
+NOT_JUDGED = "not judged"
+OUTCOMES = (HOLDS, VIOLATED, UNSUPPORTED, NOT_JUDGED)
+"""A verification cell's outcome: measured (``outcome``) and predicted (``expected``).
 
+``not judged``: the implementation accepted the scenario but raised on every drawn case, so no
+case was left to judge the property on (the exception itself is P0's finding, never another
+property's)."""
+
+RUNS = "P0"
+"""The one property an exception violates; P1–P6 are judged on the cases that run."""
 PROPERTIES = {
-    "P1": "frozen rows stay bit-identical after every step",
+    RUNS: "runs: construction, forward, backward, the step and reading the table raise nothing",
+    "P1": "frozen rows stay bit-identical to the weight given, before and after every step",
     "P2": "every trainable row that received a non-zero gradient changes",
     "P3": "trainable rows follow the ideal trajectory (only they are parameters)",
     "P4": "forward equals F.embedding(ids, merged_weight(), ...)",
@@ -24,8 +32,9 @@ PROPERTIES = {
     "P6": "save / load / continue gives the same trajectory as never stopping",
     "P7": "distributed: every rank holds the same table, and P1 holds on each",
 }
-"""P1–P7 of DESIGN.md, worded once for messages, the report and the README."""
-CORE_PROPERTIES = ("P1", "P2", "P3", "P4", "P5", "P6")
+"""P0–P7 (defined in full in docs/design.md), worded once for messages, the report and the
+README."""
+CORE_PROPERTIES = (RUNS, "P1", "P2", "P3", "P4", "P5", "P6")
 """The properties one process can judge; P7 needs ranks."""
 DISTRIBUTED_PROPERTY = "P7"
 

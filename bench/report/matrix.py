@@ -32,7 +32,7 @@ class MatrixCell:
     @property
     def css_class(self) -> str:
         outcome = self.outcome if self.outcome in (*OUTCOMES, "missing") else "other"
-        return f"cell {outcome}" + " unexpected" * self.unexpected
+        return f"cell {css_name(outcome)}" + " unexpected" * self.unexpected
 
     @property
     def title(self) -> str:
@@ -65,6 +65,10 @@ class Evidence:
     raised: bool = False
     """Whether the violation is an exception the implementation raised."""
 
+    @property
+    def css_class(self) -> str:
+        return f"evidence {css_name(self.outcome)}"
+
 
 @dataclass
 class MatrixView:
@@ -75,6 +79,11 @@ class MatrixView:
     evidence: list[Evidence]
     counts: dict[str, int]
     unexpected: int
+
+
+def css_name(outcome: str) -> str:
+    """An outcome as one CSS class name (``not judged`` has a space)."""
+    return outcome.replace(" ", "-")
 
 
 def text_of(value: object) -> str:

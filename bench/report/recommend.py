@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.common.schema import DISTRIBUTED_PROPERTY, HOLDS, PEER, UNSUPPORTED, VIOLATED
+from bench.common.schema import (
+    DISTRIBUTED_PROPERTY,
+    HOLDS,
+    NOT_JUDGED,
+    PEER,
+    UNSUPPORTED,
+    VIOLATED,
+)
 from bench.report.sources import (
     CASE_COLUMNS,
     REFERENCE_APPROACHES,
@@ -37,8 +44,9 @@ METHOD = (
     "decide: an approach is eligible when each one that applies to the setup holds.",
     "A loop feature an approach refuses (unsupported) fails loudly at the first step, so it is "
     "listed as a caveat rather than a disqualification; a violated cell always disqualifies, "
-    "except a violation that is an exception the implementation raises (it crashes instead of "
-    "silently training the wrong rows), which is listed as a caveat.",
+    "except a violation of P0, an exception the implementation raises (it crashes instead of "
+    "silently training the wrong rows), which is listed as a caveat. A cell not judged (every "
+    "case raised, so nothing shows that it holds) disqualifies.",
     "Scenarios with weight decay apply only to setups with weight decay (except P7, ranks "
     "agreeing); sparse scenarios only to sparse setups; distributed ones and P7 only to "
     "distributed setups.",
@@ -161,6 +169,7 @@ class Finding:
 FINDING_VERBS = {
     VIOLATED: "violates",
     UNSUPPORTED: "does not support",
+    NOT_JUDGED: "could not be judged (every case raised) on",
     "missing": "was not checked for",
 }
 
@@ -292,13 +301,15 @@ class Recipe:
     """A popular recipe (an implementation as people run it) judged for one setup.
 
     ``unsafe``: the applicable checks it violates silently, grouped by reason (why it is unsafe
-    here); ``refused``: those it cannot run (the setup is not open to it); ``crashes``: those it
-    violates by raising. It is unsafe for the setup when ``unsafe`` is not empty.
+    here); ``refused``: those it cannot run (the setup is not open to it); ``unjudged``: those no
+    case could be judged on, as every case raised; ``crashes``: those it violates by raising
+    (P0). It is unsafe for the setup when ``unsafe`` is not empty.
     """
 
     approach: str
     unsafe: list[Finding]
     refused: list[Finding]
+    unjudged: list[Finding]
     crashes: list[Finding]
 
 
@@ -312,7 +323,8 @@ def popular_recipes(verification: pd.DataFrame, check: SetupCheck) -> list[Recip
             Recipe(
                 approach,
                 group_findings([c for c in failures if c.outcome == VIOLATED]),
-                group_findings([c for c in failures if c.outcome != VIOLATED]),
+                group_findings([c for c in failures if c.outcome not in (VIOLATED, NOT_JUDGED)]),
+                group_findings([c for c in failures if c.outcome == NOT_JUDGED]),
                 group_findings([c for c in check.caveats.get(approach, []) if c.raised]),
             )
         )

@@ -21,16 +21,29 @@ from hypothesis.errors import NoSuchExample, Unsatisfiable
 from tqdm import tqdm
 
 from bench.common.environment import environment
-from bench.common.implementations import add_approaches_argument, default_names, resolve
+from bench.common.implementations import (
+    Implementation,
+    add_approaches_argument,
+    default_names,
+    resolve,
+)
 from bench.common.results import ResultsFile
-from bench.common.schema import VERIFICATION, record
+from bench.common.schema import (
+    HOLDS,
+    NOT_JUDGED,
+    RUNS,
+    UNSUPPORTED,
+    VERIFICATION,
+    VIOLATED,
+    record,
+)
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import SAMPLING_PROFILES, SamplingProfile, search_settings
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
 from bench.verify.strategies import probe_case, worked_example
 from bench.verify.trajectory import TrainingCase
-from bench.verify.truth_table import HOLDS, UNSUPPORTED, VIOLATED, expectation
+from bench.verify.truth_table import expectation
 from impls.base import UnsupportedOption
 
 
@@ -42,43 +55,39 @@ REFUSAL_LIMIT = 50
 """Drawn cases an implementation may refuse before a cell with no accepted case is unsupported."""
 
 
-def _record(approach: str, scenario: Scenario, prop: str, outcome: str, **fields) -> dict:
-    cell = expectation(approach, scenario.name, prop)
+def _record(
+    implementation: Implementation, scenario: Scenario, prop: str, outcome: str, **fields
+) -> dict:
+    cell = expectation(implementation.name, scenario.name, prop)
     return record(
         VERIFICATION,
-        approach=approach,
-        origin=resolve(approach).origin,
+        approach=implementation.name,
+        origin=implementation.origin,
         scenario=scenario.name,
         group=scenario.group,
         property=prop,
         outcome=outcome,
         expected=cell.outcome,
         explanation=cell.why,
-        examples=fields.get("examples", 0),
-        counterexample=fields.get("counterexample"),
-        max_abs_change=fields.get("max_abs_change", 0.0),
-        detail=fields.get("detail"),
-        raised=fields.get("raised"),
+        examples=fields.pop("examples", 0),
+        max_abs_change=fields.pop("max_abs_change", 0.0),
         weight_decay=scenario.weight_decay,
         sparse_gradients=scenario.sparse_gradients,
         params=scenario.params(),
         env=environment(),
+        **fields,
     )
 
 
 @dataclass
 class _Sampling:
-    """What the drawn cases of one cell showed.
+    """What the drawn cases of one cell showed: per property, how many cases judged it and the
+    first that violated it; how many cases the implementation refused or raised on."""
 
-    Per property, the first case whose violation is the property's own (``silent``) and the
-    first whose violation is an exception the implementation raised: a counterexample of the
-    property's own kind says more, so it is the one shrunk when there is one.
-    """
-
-    approach: str
+    implementation: Implementation
     scenario: Scenario
-    silent: dict[str, TrainingCase] = field(default_factory=dict)
-    raised: dict[str, TrainingCase] = field(default_factory=dict)
+    violations: dict[str, TrainingCase] = field(default_factory=dict)
+    judged: Counter = field(default_factory=Counter)
     refusals: Counter = field(default_factory=Counter)
     tried: int = 0
     worst_change: float = 0.0
@@ -87,7 +96,7 @@ class _Sampling:
         """Judge ``case``; False if the implementation refused it (so it does not count)."""
         if not self.scenario.usable(case):
             return True
-        result = judge_case(self.approach, self.scenario, case, self.scenario.properties)
+        result = judge_case(self.implementation, self.scenario, case, self.scenario.properties)
         if result.unsupported:
             self.refusals[result.unsupported] += 1
             if not self.tried and self.refusals.total() >= REFUSAL_LIMIT:
@@ -95,10 +104,28 @@ class _Sampling:
             return False
         self.tried += 1
         for prop, verdict in result.verdicts.items():
+            self.judged[prop] += 1
             if not verdict:
-                (self.raised if verdict.raised else self.silent).setdefault(prop, case)
+                self.violations.setdefault(prop, case)
             self.worst_change = max(self.worst_change, verdict.max_abs_change)
         return True
+
+    def outcome(self, prop: str) -> str:
+        if prop in self.violations:
+            return VIOLATED
+        return HOLDS if self.judged[prop] else NOT_JUDGED
+
+    def note(self, prop: str) -> str | None:
+        """How many cases the verdict rests on where that is not every case tried, and how many
+        the implementation refused."""
+        notes = []
+        if prop != RUNS and self.judged[prop] < self.tried:
+            notes.append(
+                f"judged on {self.judged[prop]} of {self.tried} cases; the others raised "
+                f"(see {RUNS})"
+            )
+        notes.append(self.refusal_note())
+        return "; ".join(n for n in notes if n) or None
 
     def refusal_note(self) -> str | None:
         if not self.refusals:
@@ -108,19 +135,21 @@ class _Sampling:
         return f"{count} drawn case(s) refused by the implementation, e.g. {reason}"
 
 
-def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> list[dict]:
+def verify_cell(
+    implementation: Implementation, scenario_name: str, profile: SamplingProfile
+) -> list[dict]:
     """Sample, then shrink every violated property; one record per property.
 
     The cell is unsupported when the implementation refuses the simplest case the scenario
     allows, or every drawn case. A drawn case it refuses (a mask it cannot express, an option a
-    case draws) is skipped and another drawn; the record's ``detail`` says how many.
+    case draws) is skipped and another drawn; the record's ``detail`` says how many. A property
+    no case could be judged on (every case raised: P0) is ``not judged``.
     """
     scenario = SCENARIOS[scenario_name]
-    props = scenario.properties
-    probe = judge_case(approach, scenario, probe_case(scenario.padding), ("P1",))
+    probe = judge_case(implementation, scenario, probe_case(scenario.padding), (RUNS,))
     if probe.unsupported:
-        return _unsupported(approach, scenario, probe.unsupported)
-    sampling = _Sampling(approach, scenario)
+        return _unsupported(implementation, scenario, probe.unsupported)
+    sampling = _Sampling(implementation, scenario)
 
     def never_found(case: TrainingCase) -> bool:
         assume(sampling.observe(case))
@@ -135,30 +164,31 @@ def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> 
     except (NoSuchExample, Unsatisfiable):
         pass
     except _Unsupported as refusal:
-        return _unsupported(approach, scenario, str(refusal))
+        return _unsupported(implementation, scenario, str(refusal))
     if not sampling.tried:
-        return _unsupported(approach, scenario, sampling.refusal_note())
+        return _unsupported(implementation, scenario, sampling.refusal_note())
 
     records = []
-    common = {"examples": sampling.tried, "max_abs_change": sampling.worst_change}
-    for prop in props:
-        first = sampling.silent.get(prop) or sampling.raised.get(prop)
-        if first is None:
-            records.append(
-                _record(approach, scenario, prop, HOLDS, detail=sampling.refusal_note(), **common)
-            )
+    for prop in scenario.properties:
+        outcome = sampling.outcome(prop)
+        common = {
+            "examples": sampling.judged[prop],
+            "max_abs_change": sampling.worst_change,
+            "detail": sampling.note(prop),
+        }
+        if outcome != VIOLATED:
+            records.append(_record(implementation, scenario, prop, outcome, **common))
             continue
-        silent = prop in sampling.silent
-        minimal = _shrink(approach, scenario, prop, profile, silent) or first
-        verdict = judge_case(approach, scenario, minimal, (prop,)).verdicts[prop]
-        notes = [verdict.message, sampling.refusal_note()]
+        minimal = _shrink(implementation, scenario, prop, profile) or sampling.violations[prop]
+        verdict = judge_case(implementation, scenario, minimal, (prop,)).verdicts[prop]
+        notes = [verdict.message, common.pop("detail")]
         records.append(
             _record(
-                approach,
+                implementation,
                 scenario,
                 prop,
                 VIOLATED,
-                counterexample=reproduction(approach, scenario, minimal, prop),
+                counterexample=reproduction(implementation, scenario, minimal, prop),
                 detail="; ".join(n for n in notes if n),
                 raised=verdict.raised,
                 **common,
@@ -167,22 +197,25 @@ def verify_cell(approach: str, scenario_name: str, profile: SamplingProfile) -> 
     return records
 
 
-def _unsupported(approach: str, scenario: Scenario, detail: str | None) -> list[dict]:
-    return [_record(approach, scenario, p, UNSUPPORTED, detail=detail) for p in scenario.properties]
+def _unsupported(implementation: Implementation, scenario: Scenario, detail: str | None):
+    return [
+        _record(implementation, scenario, p, UNSUPPORTED, detail=detail)
+        for p in scenario.properties
+    ]
 
 
 def _shrink(
-    approach: str, scenario: Scenario, prop: str, profile: SamplingProfile, silent: bool
+    implementation: Implementation, scenario: Scenario, prop: str, profile: SamplingProfile
 ) -> TrainingCase | None:
-    """A small case violating ``prop``; only by the property's own failure when ``silent``."""
+    """A small case violating ``prop``."""
 
     def violates(case: TrainingCase) -> bool:
         if not scenario.usable(case):
             return False
-        result = judge_case(approach, scenario, case, (prop,))
+        result = judge_case(implementation, scenario, case, (prop,))
         assume(result.unsupported is None)
-        verdict = result.verdicts[prop]
-        return not verdict.holds and not (silent and verdict.raised)
+        verdict = result.verdicts.get(prop)
+        return verdict is not None and not verdict.holds
 
     try:
         return find(
@@ -194,40 +227,52 @@ def _shrink(
         return None
 
 
-def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iterator[dict]:
-    """P1 and P7 per (approach, wrapper), from 2-rank runs (one process pair for all cases)."""
+def verify_distributed(
+    implementations: list[Implementation], scenario_names: list[str]
+) -> Iterator[dict]:
+    """P0, P1 and P7 per (implementation, wrapper), from 2-rank runs (one process pair for all
+    cases)."""
     from bench.distributed.runs import frozen_row_changes, ranks_agree, run_distributed_matrix
 
+    by_name = {i.name: i for i in implementations}
     for name in scenario_names:
         scenario = SCENARIOS[name]
-        for outcome in run_distributed_matrix(approaches, (name,), optimizer=scenario.optimizer):
+        for outcome in run_distributed_matrix(list(by_name), (name,), optimizer=scenario.optimizer):
+            implementation = by_name[outcome.approach]
             notes = "; ".join(outcome.notes) or None
             source = distributed_reproduction(outcome.approach, name, scenario.optimizer)
             if outcome.error:
-                # A black box's error while training is a violation; a refusal, or any error of
-                # a reference approach, means the wrapper cannot run it.
+                # A black box's error while training is P0's violation (the other properties
+                # are not judged); a refusal, or any error of a reference approach, means the
+                # wrapper cannot run it.
                 refused = f"{UnsupportedOption.__name__}:" in outcome.error
-                raised = resolve(outcome.approach).black_box and not refused
+                if refused or not implementation.black_box:
+                    for prop in scenario.properties:
+                        yield _record(
+                            implementation, scenario, prop, UNSUPPORTED, detail=outcome.error
+                        )
+                    continue
                 for prop in scenario.properties:
+                    crashed = prop == RUNS
                     yield _record(
-                        outcome.approach,
+                        implementation,
                         scenario,
                         prop,
-                        VIOLATED if raised else UNSUPPORTED,
+                        VIOLATED if crashed else NOT_JUDGED,
                         detail=outcome.error,
-                        raised=outcome.error if raised else None,
-                        counterexample=source if raised else None,
-                        examples=1,
+                        raised=outcome.error if crashed else None,
+                        counterexample=source if crashed else None,
+                        examples=int(crashed),
                     )
                 continue
             changes = frozen_row_changes(outcome)
             biggest = max(((c.after - c.before).abs().max().item() for c in changes), default=0.0)
             agree, disagreement = ranks_agree(outcome)
-            verdicts = {"P1": not changes, "P7": agree and not changes}
+            verdicts = {RUNS: True, "P1": not changes, "P7": agree and not changes}
             for prop in scenario.properties:
                 held = verdicts[prop]
                 yield _record(
-                    outcome.approach,
+                    implementation,
                     scenario,
                     prop,
                     HOLDS if held else VIOLATED,
@@ -238,7 +283,7 @@ def verify_distributed(approaches: list[str], scenario_names: list[str]) -> Iter
                 )
 
 
-def _cell_job(job: tuple[str, str, SamplingProfile]) -> list[dict]:
+def _cell_job(job: tuple[Implementation, str, SamplingProfile]) -> list[dict]:
     return verify_cell(*job)
 
 
@@ -258,7 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     profile = SAMPLING_PROFILES[args.profile]
-    approaches = args.approaches or default_names()
+    implementations = [resolve(name) for name in args.approaches or default_names()]
     names = args.scenarios or list(SCENARIOS)
     for name in names:
         if reason := SCENARIOS[name].available():
@@ -267,18 +312,17 @@ def main(args: argparse.Namespace) -> int:
     results = ResultsFile(f"{args.out}/{VERIFICATION.filename}", key=VERIFICATION.key)
     done = {(r["approach"], r["scenario"]) for r in results.records}
     local = [n for n in names if n not in DISTRIBUTED]
-    jobs = [(a, n, profile) for n in local for a in approaches if (a, n) not in done]
-    distributed = [
-        n for n in names if n in DISTRIBUTED and any((a, n) not in done for a in approaches)
-    ]
-    total = len(jobs) + len(distributed) * len(approaches)
+    jobs = [(i, n, profile) for n in local for i in implementations if (i.name, n) not in done]
+    unfinished = {n for n in names for i in implementations if (i.name, n) not in done}
+    distributed = [n for n in names if n in DISTRIBUTED and n in unfinished]
+    total = len(jobs) + len(distributed) * len(implementations)
     with tqdm(total=total, desc="verify", unit="cell", file=sys.stderr) as progress:
         with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
             for records in pool.imap_unordered(_cell_job, jobs):
                 for record in records:
                     results.append(record)
                 progress.update()
-        for record in verify_distributed(approaches, distributed):
+        for record in verify_distributed(implementations, distributed):
             results.append(record)
             if record["property"] == SCENARIOS[record["scenario"]].properties[-1]:
                 progress.update()

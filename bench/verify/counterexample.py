@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.common.implementations import resolve
+from bench.common.implementations import Implementation
 from bench.common.optimizers import OPTIMIZERS
 from bench.common.schema import REFERENCE
 from bench.verify.scenarios import Scenario
@@ -27,18 +27,21 @@ def _case_source(case: TrainingCase) -> list[str]:
     ]
 
 
-def reproduction(approach: str, scenario: Scenario, case: TrainingCase, prop: str) -> str:
-    """Source that reproduces ``prop``'s verdict for ``approach`` on ``case``.
+def reproduction(
+    implementation: Implementation, scenario: Scenario, case: TrainingCase, prop: str
+) -> str:
+    """Source that reproduces ``prop``'s verdict for ``implementation`` on ``case``.
 
     A reference approach in a plain loop is spelled out with torch and ``impls`` only; a scenario
     with loop features, and any implementation outside ``impls`` (its errors are results, and
     ``judge_case`` reports them), is replayed through ``bench.verify.judge.judge_case``, which
     resolves the reference as ``python -m bench verify`` did: run it from the same directory.
     """
+    approach = implementation.name
     case = scenario.prepare(case)
     lines = ["import torch", "import impls", *_case_source(case)]
     plain = scenario.loop == Loop() and prop in ("P1", "P2")
-    if plain and resolve(approach).origin == REFERENCE:
+    if plain and implementation.origin == REFERENCE:
         options = "".join(f", {k}={v!r}" for k, v in case.options.items())
         lines += [
             f"emb = impls.APPROACHES[{approach!r}].from_pretrained(weight, trainable{options})",
@@ -53,22 +56,30 @@ def reproduction(approach: str, scenario: Scenario, case: TrainingCase, prop: st
             "after = emb.merged_weight()",
         ]
         if prop == "P1":
-            lines.append(
-                "print('frozen rows changed by', (after - weight)[~trainable].abs().max())"
-            )
+            lines += [
+                "changed = (after != weight)[~trainable].any(dim=1)",
+                "print('frozen rows as given', weight[~trainable][changed])",
+                "print('frozen rows as returned', after[~trainable][changed])",
+            ]
         else:
             lines.append("print('trainable rows changed by', (after - weight)[trainable].abs())")
         return "\n".join(lines)
     lines = [
         lines[0],
+        "from bench.common.implementations import resolve",
         "from bench.verify.judge import judge_case",
         "from bench.verify.scenarios import SCENARIOS",
         "from bench.verify.trajectory import TrainingCase",
         *lines[2:],
         "case = TrainingCase(weight, trainable, tuple(batches), tuple(coefficients), "
         f"{dict(case.options)!r})",
-        f"result = judge_case({approach!r}, SCENARIOS[{scenario.name!r}], case, ({prop!r},))",
-        f"print(result.unsupported or result.verdicts[{prop!r}].message or 'holds')",
+        f"result = judge_case(resolve({approach!r}), SCENARIOS[{scenario.name!r}], case, "
+        f"({prop!r},))",
+        f"verdict = result.verdicts.get({prop!r})",
+        "if result.unsupported or verdict is None:",
+        "    print(result.unsupported or 'not judged: the case raised (P0)')",
+        "else:",
+        "    print(verdict.message or 'holds')",
     ]
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Judge every property for one (approach, optimizer, case): the unit both the tests and
+"""Judge every property for one (implementation, scenario, case): the unit both the tests and
 ``python -m bench verify`` are made of."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import impls
-from bench.common.implementations import resolve
+from bench.common.implementations import Implementation
 from bench.common.optimizers import OPTIMIZERS
-from bench.common.schema import CORE_PROPERTIES
+from bench.common.schema import CORE_PROPERTIES, RUNS
 from bench.common.text import error_text
 from bench.verify import properties as P
 from bench.verify.scenarios import Scenario
@@ -17,39 +17,41 @@ from bench.verify.trajectory import TrainingCase, approach_factory, ideal_factor
 
 @dataclass
 class CaseVerdicts:
-    """Verdicts by property, or why the approach could not run this case at all."""
+    """Verdicts by property, or why the implementation could not run this case at all.
+
+    A property missing from ``verdicts`` was not judged on this case: the run raised (P0 says
+    so) before there was anything to judge it on.
+    """
 
     verdicts: dict[str, P.Verdict] = field(default_factory=dict)
     unsupported: str | None = None
 
 
 def judge_case(
-    approach: str,
+    implementation: Implementation,
     scenario: Scenario,
     case: TrainingCase,
     properties: tuple[str, ...] | None = None,
 ) -> CaseVerdicts:
-    """Run a drawn ``case`` through ``approach`` and the ideal under ``scenario``; judge
+    """Run a drawn ``case`` through ``implementation`` and the ideal under ``scenario``; judge
     ``properties`` (default: the scenario's single-process properties).
 
-    ``approach`` is any reference ``bench.common.implementations.resolve`` accepts. An approach
-    that refuses the case (its options, or a mask it cannot express), or an optimizer that rejects
-    a reference approach's gradients (SparseAdam on dense gradients, Adam on sparse ones), makes
-    the case ``unsupported``: the error text is the result. An exception a black box raises while
-    training violates every property judged, except that a change to the caller's tensors is
-    reported as itself (P5 is about exactly that).
+    An implementation that refuses the case (its options, or a mask it cannot express), or an
+    optimizer that rejects a reference approach's gradients (SparseAdam on dense gradients, Adam
+    on sparse ones), makes the case ``unsupported``: the error text is the result. An exception
+    a black box raises while building, training or reading its table violates P0 and leaves the
+    other properties unjudged on this case, except P5 when the caller's tensors changed before it
+    raised. A reference approach's exception is a bug of this package and propagates.
     """
     properties = tuple(p for p in (properties or scenario.properties) if p in CORE_PROPERTIES)
     case = scenario.prepare(case)
     spec = OPTIMIZERS[scenario.optimizer]
     loop = scenario.loop
-    implementation = resolve(approach)
-    factory = approach_factory(approach, case)
-    name = scenario.name
-    contained = implementation.black_box
+    factory = approach_factory(implementation, case)
+    approach, name = implementation.name, scenario.name
 
     def run_loop(loop_to_run):
-        return train(factory, case, spec, loop_to_run, errors_are_results=contained)
+        return train(factory, case, spec, loop_to_run, errors_are_results=implementation.black_box)
 
     try:
         run = run_loop(loop)
@@ -63,20 +65,22 @@ def judge_case(
         ):
             return CaseVerdicts(unsupported=error_text(error))
         raise
-    mask = case.trainable
     verdicts: dict[str, P.Verdict] = {}
+    if RUNS in properties:
+        verdicts[RUNS] = P.runs(run, approach, name)
+    if "P5" in properties:
+        untouched = P.inputs_untouched(run, approach, name)
+        if run.error is None or not untouched:  # a change made before it raised happened
+            verdicts["P5"] = untouched
+    if run.error:
+        return CaseVerdicts(verdicts)
+    mask = case.trainable
     ideal = None
-    if run.error is None and ("P2" in properties or "P3" in properties):
+    if "P2" in properties or "P3" in properties:
         ideal = train(ideal_factory(case), case, spec, loop.for_ideal())
     for prop in properties:
-        if prop == "P5":
-            verdicts[prop] = P.inputs_untouched(run, approach, name)
-            if verdicts[prop] and run.error:
-                verdicts[prop] = P.raised(run, prop, approach, name)
-        elif run.error:
-            verdicts[prop] = P.raised(run, prop, approach, name)
-        elif prop == "P1":
-            verdicts[prop] = P.frozen_rows_stay(run, mask, approach, name)
+        if prop == "P1":
+            verdicts[prop] = P.frozen_rows_stay(run, case.weight, mask, approach, name)
         elif prop == "P2":
             verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
         elif prop == "P3":
@@ -85,9 +89,9 @@ def judge_case(
             verdicts[prop] = P.forward_matches_table(run, approach, name)
         elif prop == "P6":
             resumed = run_loop(replace(loop, checkpoint_after=len(case.batches) // 2))
-            verdicts[prop] = (
-                P.raised(resumed, prop, approach, name)
-                if resumed.error
-                else P.resume_matches(resumed, run, approach, name)
-            )
+            if resumed.error:  # saving, loading or continuing raised: P0's finding
+                if RUNS in properties:
+                    verdicts[RUNS] = P.runs(resumed, approach, name)
+            else:
+                verdicts[prop] = P.resume_matches(resumed, run, approach, name)
     return CaseVerdicts(verdicts)

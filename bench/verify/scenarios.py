@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from bench.common.optimizers import OPTIMIZERS
-from bench.common.schema import CORE_PROPERTIES, SCENARIO_GROUPS
+from bench.common.schema import CORE_PROPERTIES, RUNS, SCENARIO_GROUPS
 from bench.verify.strategies import cases
 from bench.verify.trajectory import Loop, TrainingCase, on, with_options
 
 LOOP_OPTIMIZER = "adam"  # no weight decay, elementwise: a loop feature's effect shows alone
+HALF_PRECISION_OPTIMIZER = "adam_half_precision"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def _optimizer_scenarios() -> list[Scenario]:
             options={"sparse": True} if spec.needs_sparse_grad else {},
         )
         for name, spec in OPTIMIZERS.items()
+        if spec.own_scenario
     ]
 
 
@@ -157,8 +159,32 @@ SCENARIOS: dict[str, Scenario] = {
             options={"sparse": True},
         ),
         Scenario("float64", "dtype", "table and training in float64", dtype="float64"),
-        Scenario("bfloat16", "dtype", "table and training in bfloat16", dtype="bfloat16"),
-        Scenario("float16", "dtype", "table and training in float16", dtype="float16"),
+        Scenario(
+            "bfloat16",
+            "dtype",
+            "table and training in bfloat16, Adam(lr=0.05, eps=1e-4): each step moves a weight "
+            "by more than bfloat16's resolution, in the ideal run too",
+            optimizer=HALF_PRECISION_OPTIMIZER,
+            dtype="bfloat16",
+        ),
+        Scenario(
+            "float16",
+            "dtype",
+            "table and training in float16, Adam(lr=0.05, eps=1e-4): eps is representable "
+            "in float16 and each step is above its resolution, so the ideal run trains",
+            optimizer=HALF_PRECISION_OPTIMIZER,
+            dtype="float16",
+        ),
+        Scenario(
+            "float16_adam_eps",
+            "dtype",
+            "table and training in float16 with Adam's defaults: eps = 1e-8 underflows to 0, so "
+            "a row without a gradient yet becomes 0/0 = NaN, in the ideal run too (compared "
+            "NaN-aware); P2 is not judged, as a step of lr = 1e-3 rounds away on weights of 4 "
+            "and more",
+            dtype="float16",
+            properties=(RUNS, "P1", "P3", "P4", "P5", "P6"),
+        ),
         Scenario(
             "clip_grad_norm",
             "loop",
@@ -184,7 +210,7 @@ SCENARIOS: dict[str, Scenario] = {
             "loop",
             "the module is torch.compile'd (aot_eager backend: traced forward and backward)",
             loop=Loop(compile="aot_eager"),
-            properties=("P1", "P2", "P3", "P4", "P5"),
+            properties=(RUNS, "P1", "P2", "P3", "P4", "P5"),
             max_examples=3,
         ),
         Scenario(
@@ -193,7 +219,7 @@ SCENARIOS: dict[str, Scenario] = {
             "the module is torch.compile'd with fullgraph=True (aot_eager backend): a graph "
             "break, a host read or a data-dependent shape is an error",
             loop=Loop(compile="aot_eager", fullgraph=True),
-            properties=("P1", "P2", "P3", "P4", "P5"),
+            properties=(RUNS, "P1", "P2", "P3", "P4", "P5"),
             max_examples=3,
         ),
         Scenario(
@@ -202,7 +228,7 @@ SCENARIOS: dict[str, Scenario] = {
             "gradients by torch.func.grad over functional_call, forward vmap'd over the batch "
             "dimension, written to .grad before optimizer.step()",
             loop=Loop(func=True),
-            properties=("P1", "P2", "P3", "P4", "P5"),
+            properties=(RUNS, "P1", "P2", "P3", "P4", "P5"),
         ),
         Scenario(
             "tied_output",
@@ -215,19 +241,19 @@ SCENARIOS: dict[str, Scenario] = {
             "loop",
             "save model and optimizer state mid-run, load into fresh objects, continue (AdamW)",
             optimizer="adamw",
-            properties=("P6",),
+            properties=(RUNS, "P6"),
         ),
         Scenario(
             "ddp",
             "distributed",
             "DistributedDataParallel, gloo, 2 ranks on loopback, different data per rank",
-            properties=("P1", "P7"),
+            properties=(RUNS, "P1", "P7"),
         ),
         Scenario(
             "fsdp2",
             "distributed",
             "FSDP2 fully_shard, gloo, 2 ranks on loopback, different data per rank",
-            properties=("P1", "P7"),
+            properties=(RUNS, "P1", "P7"),
         ),
         Scenario(
             "cuda_adamw",

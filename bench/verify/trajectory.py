@@ -2,9 +2,9 @@
 
 A :class:`TrainingCase` is everything random about a check (table, mask, batches, loss coefficients
 and embedding options); a :class:`Loop` is how the user's training loop is written. ``train`` runs
-the plain loop of DESIGN.md — ``zero_grad``, forward, backward, ``step`` — and records the merged
-table after every step, every output beside the output ``F.embedding`` gives on the table as it was,
-and whether any input tensor was written to. Properties are then judged on the record.
+the plain loop of docs/design.md — ``zero_grad``, forward, backward, ``step`` — and records the
+merged table after every step, every output beside the output ``F.embedding`` gives on the table as
+it was, and whether any input tensor was written to. Properties are then judged on the record.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import impls
-from bench.common.implementations import resolve
+from bench.common.implementations import Implementation
 from bench.common.optimizers import OptimizerSpec
 from bench.common.text import error_text
 from bench.verify.ideal import IdealEmbedding
@@ -46,7 +46,7 @@ class TrainingCase:
 
 @dataclass(frozen=True)
 class Loop:
-    """How the training loop is written; the default is the plain loop of DESIGN.md.
+    """How the training loop is written; the default is the plain loop of docs/design.md.
 
     ``checkpoint_after``: save model and optimizer state before that step, load both into fresh
     objects and continue (P6). ``clip_grad_norm``: ``clip_grad_norm_`` over ``parameters()``
@@ -91,14 +91,14 @@ class Trajectory:
     mutated_inputs: list[str]
     received_gradient: Tensor | None = None
     error: str | None = None
-    """The first exception a black box raised (where, its type and message), if any."""
+    """The first exception a black box raised (where, its type and message), if any: a violation
+    of P0, and the reason the run's other properties are not judged."""
 
 
 ModuleFactory = Callable[[], torch.nn.Module]
 
 
-def approach_factory(approach: str, case: TrainingCase) -> ModuleFactory:
-    implementation = resolve(approach)
+def approach_factory(implementation: Implementation, case: TrainingCase) -> ModuleFactory:
     return lambda: implementation.from_pretrained(case.weight, case.trainable, **case.options)
 
 

@@ -1,9 +1,11 @@
 """The truth table: which (approach, scenario, property) cells hold, break, or cannot run — and why.
 
 Every cell holds unless a rule below says otherwise; an implementation the table has no rule for
-(a user's ``MODULE:NAME``) is expected to hold every property, except where a rule is about the
-scenario rather than an approach (``ANY``: bfloat16's resolution, float16's underflow). Each rule
-carries the one sentence that explains it; the tests assert every cell both ways (a "holds" cell
+(a user's ``MODULE:NAME``) is expected to hold every property. No rule may say that every
+implementation violates a property (or cannot be judged on it): such a rule would be about the
+scenario, not the code, and a cell where a correct and a broken implementation get the same
+verdict measures nothing; :class:`Rule` refuses it. Each rule carries the one sentence that
+explains it; the tests assert every cell both ways (a "holds" cell
 on every example, a "violated" cell by a concrete example) and ``python -m bench verify`` writes
 the sentence beside the measured outcome, so the report can show the reason next to the evidence.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from bench.common.schema import HOLDS, UNSUPPORTED, VIOLATED
+from bench.common.schema import HOLDS, NOT_JUDGED, RUNS, UNSUPPORTED, VIOLATED
 
 ANY = None  # a rule field that matches everything
 
@@ -46,6 +48,14 @@ class Rule:
     properties: Collection[str] | None
     outcome: str
     why: str
+
+    def __post_init__(self) -> None:
+        if self.approaches is ANY and self.outcome in (VIOLATED, NOT_JUDGED):
+            raise ValueError(
+                f"approaches: a rule that every implementation is {self.outcome} "
+                f"({self.why!r}) is about the scenario, not the code; expected the approaches it "
+                "speaks for (a scenario whose ideal run fails must change its settings instead)"
+            )
 
     def matches(self, approach: str, scenario: str, prop: str) -> bool:
         return all(
@@ -84,21 +94,29 @@ RULES: tuple[Rule, ...] = (
     Rule(
         {SEED},
         ANY,
-        {"P5"},
-        VIOLATED,
-        "forward rewrites the caller's id tensor in place (batch -= num_embeddings, then "
-        "batch[~mask] = 0), so the ids a model passes on are not the ids it was given (a case "
-        "that raises first, see P1, violates it too)",
-    ),
-    Rule(
-        {SEED},
-        ANY,
-        ANY,
+        {RUNS},
         VIOLATED,
         "the table cannot be read: `batch > num_embeddings` sends the first new id "
         "(num_embeddings itself) to the pretrained table, which has no such row, and a mask "
         "without a pretrained or without a new row leaves one of the two tables empty; the "
         "lookup raises",
+    ),
+    Rule(
+        {SEED},
+        ANY,
+        {"P5"},
+        VIOLATED,
+        "forward rewrites the caller's id tensor in place (batch -= num_embeddings, then "
+        "batch[~mask] = 0), so the ids a model passes on are not the ids it was given; this "
+        "happens before the lookup that raises (P0)",
+    ),
+    Rule(
+        {SEED},
+        ANY,
+        ANY,
+        NOT_JUDGED,
+        "every case raises (P0): reading the whole table looks up the first new id, so no run "
+        "ends with a table to judge",
     ),
     Rule(
         DENSE_REBUILD | {"grad_zero"},
@@ -174,11 +192,18 @@ RULES: tuple[Rule, ...] = (
     Rule(
         {DIFFUSERS},
         {"fsdp2"},
-        ANY,
+        {RUNS},
         VIOLATED,
         "the script's write-back (weight[index_no_updates] = orig_embeds_params[...]) mixes "
         "the sharded DTensor parameter with plain tensors, which torch refuses: the first step "
         "raises",
+    ),
+    Rule(
+        {DIFFUSERS},
+        {"fsdp2"},
+        ANY,
+        NOT_JUDGED,
+        "the first step raises (P0), so there is no trained table to judge",
     ),
     Rule(
         {DIFFUSERS},
@@ -197,35 +222,12 @@ RULES: tuple[Rule, ...] = (
         "gradients enter it, so trainable rows are scaled differently than in the ideal",
     ),
     Rule(
-        ANY,
-        {"bfloat16"},
-        {"P2"},
-        VIOLATED,
-        "an Adam step moves a weight by about lr = 1e-3, below bfloat16's resolution (2^-8 of "
-        "the value): the update rounds away and trainable rows stay put, in the ideal run too",
-    ),
-    Rule(
         ZERO_GRADIENT,
-        {"float16"},
+        {"float16_adam_eps"},
         {"P1"},
         VIOLATED,
         "Adam's eps = 1e-8 underflows to 0 in float16, so a zero-gradient row gets 0/0 = NaN: the "
         "frozen rows of zero-gradient approaches become NaN",
-    ),
-    Rule(
-        {"freeze_all"},
-        {"float16"},
-        {"P4", "P6"},
-        HOLDS,
-        "control: no row ever moves, so no NaN appears",
-    ),
-    Rule(
-        ANY,
-        {"float16"},
-        {"P3", "P4", "P6"},
-        VIOLATED,
-        "Adam's eps = 1e-8 underflows to 0 in float16, so every trainable row without a gradient "
-        "in a step becomes 0/0 = NaN (in the ideal too), and NaN equals nothing",
     ),
     Rule(
         {"grad_zero", "grad_hook"},
@@ -261,15 +263,15 @@ RULES: tuple[Rule, ...] = (
     Rule(
         {PEFT},
         FACTORED | DISTRIBUTED,
-        ANY,
+        {RUNS},
         HOLDS,
-        "holds: these cases always have a trainable row (Adafactor needs one; the distributed "
-        "runs train every fourth row), so PEFT's empty-index failure never arises",
+        "these cases always have a trainable row (Adafactor needs one; the distributed runs "
+        "train every fourth row), so PEFT's empty-index failure never arises",
     ),
     Rule(
         {PEFT},
         ANY,
-        ANY,
+        {RUNS},
         VIOLATED,
         "PEFT builds its index with torch.tensor(token_indices), a float tensor when no row is "
         "trainable, and index_copy refuses it: with an empty trainable set every forward raises",
