@@ -17,7 +17,9 @@ COMMANDS = {
     "run": "bench.perf.command",
     "realdata": "bench.realdata",
     "newtokens": "bench.newtokens.command",
+    "mutate": "bench.mutate.command",
     "report": "bench.report.command",
+    "compare": "bench.compare.command",
 }
 
 

@@ -11,6 +11,17 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from bench.common.schema import (
+    CORRECT,
+    FALSE_ALARM,
+    FAULTY,
+    HOLDS,
+    KILLED,
+    MUTATION,
+    SURVIVED,
+    record,
+)
+
 INJECTION = "<script>alert('x')</script>"
 
 ENV = {
@@ -278,6 +289,56 @@ def newtokens_records(step_s: Mapping[str, float] = NEWTOKENS_STEP_S) -> list[di
     return records
 
 
+def mutation_records() -> list[dict]:
+    """Three faulty variants (two killed, one survivor with its reason) and two correct
+    implementations (one false alarm), as ``python -m bench mutate`` writes them."""
+    faulty = [
+        ("ShiftedMask", "mask", KILLED, "sgd", "P1", None),
+        ("RepeatedIdsLost", "hand-written backward", KILLED, "sgd", "P3", None),
+        ("CudaAssignsRepeatedIds", "device-dependent path", SURVIVED, None, None, "no CUDA"),
+    ]
+    records = [
+        record(
+            MUTATION,
+            approach=f"bench.mutate.faulty:{name}",
+            role=FAULTY,
+            kind=kind,
+            bug=f"{name}'s bug {INJECTION}",
+            outcome=outcome,
+            scenario=scenario,
+            property=prop,
+            detail=f"{prop} violated by {name}" if prop else None,
+            cells=7,
+            refused_cells=0,
+            violated_cells=[f"{scenario}/{prop}"] if prop else [],
+            survives_because=because,
+            profile="quick",
+            env=ENV,
+        )
+        for name, kind, outcome, scenario, prop, because in faulty
+    ]
+    for name, outcome in (("two_lookups", HOLDS), ("summed_gradient", FALSE_ALARM)):
+        alarm = outcome == FALSE_ALARM
+        records.append(
+            record(
+                MUTATION,
+                approach=f"bench.mutate.correct:{name}",
+                role=CORRECT,
+                bug=f"{name}, written independently",
+                outcome=outcome,
+                scenario="adamw" if alarm else None,
+                property="P4" if alarm else None,
+                detail="P4 violated by summed_gradient" if alarm else None,
+                cells=236,
+                refused_cells=35,
+                violated_cells=["adamw/P4"] if alarm else [],
+                profile="quick",
+                env=ENV,
+            )
+        )
+    return records
+
+
 def write(directory: Path, filename: str, records: list[dict]) -> Path:
     """Write ``records`` as the commands do: a JSON list (``ResultsFile``'s format)."""
     path = directory / filename
@@ -292,8 +353,9 @@ def write_all(
     results: list[dict] | None = None,
     realdata: list[dict] | None = None,
     newtokens: list[dict] | None = None,
+    mutation: list[dict] | None = None,
 ) -> Path:
-    """Write whichever of the three files are given into ``directory``."""
+    """Write whichever of the files are given into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     if verification is not None:
         write(directory, "verification.json", verification)
@@ -303,4 +365,6 @@ def write_all(
         write(directory, "realdata.json", realdata)
     if newtokens is not None:
         write(directory, "newtokens.json", newtokens)
+    if mutation is not None:
+        write(directory, MUTATION.filename, mutation)
     return directory

@@ -2,9 +2,10 @@
 
 A cell the truth table (``bench.verify.truth_table``) marks ``holds`` must hold on every hypothesis
 example it is judged on; a cell marked ``violated`` must be shown violated — first on the worked
-example of the zero-gradient answer, otherwise by an example hypothesis finds; a ``not judged``
-cell must have no example it can be judged on (every one raises: P0); an ``unsupported`` cell
-must be refused with an error naming the approach and the option.
+example of the zero-gradient answer or the two-table snippet's layout, otherwise by an example
+hypothesis finds; a ``not judged`` cell must have no example it can be judged on (every one
+raises: P0); an ``unsupported`` cell must be refused with an error naming the approach and the
+option.
 
 The approaches are the reference ones and the peers (``bench.peers``), and any implementation named
 in ``ROWFREEZE_APPROACHES=MODULE:NAME[,MODULE:NAME...]``: one the truth table has no rule for must
@@ -18,7 +19,7 @@ import os
 
 import pytest
 import torch
-from hypothesis import assume, find, given, settings
+from hypothesis import HealthCheck, assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
@@ -28,7 +29,7 @@ from bench.verify.counterexample import reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import suite_profile
 from bench.verify.scenarios import SCENARIOS
-from bench.verify.strategies import probe_case, worked_example
+from bench.verify.strategies import pretrained_first_example, probe_case, worked_example
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, NOT_JUDGED, UNSUPPORTED, VIOLATED, expectation
 
@@ -95,6 +96,9 @@ def test_cells_marked_holds_hold_on_every_example(implementation, optimizer, dat
 
 @pytest.mark.parametrize(("implementation", "optimizer"), cells_with(NOT_JUDGED))
 @given(data=st.data())
+# The seed's class refuses every mask but "pretrained rows first", so most drawn cases are
+# filtered out by design; the cases that remain are the ones the cell is about.
+@settings(suppress_health_check=[HealthCheck.filter_too_much])
 def test_cells_marked_not_judged_have_no_example_to_judge(implementation, optimizer, data):
     unjudged = expected(implementation, optimizer, NOT_JUDGED)
     scenario = SCENARIOS[optimizer]
@@ -128,8 +132,8 @@ def test_cells_marked_violated_are_shown_violated(implementation, optimizer, pro
         verdict = result.verdicts.get(prop)
         return result.unsupported is None and verdict is not None and not verdict.holds
 
-    witness = worked_example()
-    if not violates(witness):
+    witness = next((w for w in (worked_example(), pretrained_first_example()) if violates(w)), None)
+    if witness is None:
         witness = find(
             scenario.cases(),
             violates,

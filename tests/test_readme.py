@@ -39,3 +39,11 @@ def test_every_document_the_code_cites_is_in_the_repository():
         if not (ROOT / name).exists() and not (source.parent / name).exists()
     ]
     assert not missing, missing
+
+
+def test_the_readme_lists_every_property_as_the_schema_words_it():
+    """The README's property table is the one users read; the schema is what messages use."""
+    from bench.common.schema import PROPERTIES
+
+    rows = dict(re.findall(r"^\| (P\d) \| (.+?) \|$", README.read_text(), flags=re.M))
+    assert rows == PROPERTIES

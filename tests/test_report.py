@@ -26,7 +26,9 @@ from bench.report.figures import phase_table
 from bench.report.recommend import Setup, recommend, recommend_all
 from bench.report.sources import load_sources, memory_phrase, speed_phrase
 
-SECTIONS = ("answer", "verification", "performance", "realdata", "newtokens", "environment")
+SECTIONS = (
+    "answer", "verification", "performance", "realdata", "newtokens", "strength", "environment",
+)  # fmt: skip
 WD_DENSE_SINGLE = Setup(weight_decay=True, sparse=False, distributed=False)
 NO_WD_DENSE_SINGLE = Setup(weight_decay=False, sparse=False, distributed=False)
 
@@ -82,6 +84,7 @@ def complete(tmp_path_factory) -> tuple[str, Path]:
         results=fx.results_records(),
         realdata=fx.realdata_records(),
         newtokens=fx.newtokens_records(),
+        mutation=fx.mutation_records(),
     )
     built = build_report(root / "in", root / "out")
     assert built.problems == []
@@ -459,12 +462,23 @@ def test_the_report_and_the_schema_import_no_measuring_code():
 
 def test_new_tokens_section_answers_per_model_with_table_and_figures(complete):
     page, out = complete
-    section = page[
-        page.index('<section id="newtokens">') : page.index('<section id="environment">')
-    ]
+    section = page[page.index('<section id="newtokens">') : page.index('<section id="strength">')]
     for model in ("gpt2", "llama"):
         assert re.search(rf"<strong>{model}</strong>[^:]*:\s*use <strong>split</strong>", section)
         assert (out / f"newtokens-{model}-cpu.png").exists()
     assert "Moved frozen rows: grad_zero." in section
     assert "2.5× the winner" in section  # grad_zero's 0.05 s against split's 0.02 s
     assert section.count("<tr") == 1 + len(fx.newtokens_records())
+
+
+def test_strength_section_gives_the_kill_rate_survivors_and_false_alarms(complete):
+    page, _ = complete
+    section = page[page.index('<section id="strength">') : page.index('<section id="environment">')]
+    assert "2 of 3 faulty variants killed (67%; target 90%)" in section
+    assert "1 false alarm on 2 correct implementations" in section
+    survivors = section[section.index("<h3>Survivors</h3>") : section.index("<h3>Faulty")]
+    assert "<strong>CudaAssignsRepeatedIds</strong>" in survivors and "no CUDA" in survivors
+    assert "ShiftedMask" not in survivors
+    assert "<td>P1 in sgd</td>" in section and "<td>P3 in sgd</td>" in section
+    assert re.search(r"<td>summed_gradient</td>.*<td>false alarm</td>.*P4 in adamw", section)
+    assert fx.INJECTION not in page  # the bug's text is escaped like every other value

@@ -24,10 +24,10 @@ RUNS = "P0"
 """The one property an exception violates; P1–P6 are judged on the cases that run."""
 PROPERTIES = {
     RUNS: "runs: construction, forward, backward, the step and reading the table raise nothing",
-    "P1": "frozen rows stay bit-identical to the weight given, before and after every step",
+    "P1": "frozen rows are bit-identical to the weight given, before and after every step",
     "P2": "every trainable row that received a non-zero gradient changes",
     "P3": "trainable rows follow the ideal trajectory (only they are parameters)",
-    "P4": "forward equals F.embedding(ids, merged_weight(), ...)",
+    "P4": "forward equals F.embedding(ids, merged_weight(), ...), in training and eval() mode",
     "P5": "the caller's weight, trainable and ids tensors are never modified",
     "P6": "save / load / continue gives the same trajectory as never stopping",
     "P7": "distributed: every rank holds the same table, and P1 holds on each",
@@ -236,7 +236,35 @@ model's tensors; ``merged_logits_equal`` compares the merged plain model's logit
 trained model's, ``checkpoint_logits_equal`` those of the starting model given only the small
 checkpoint. Times are medians over the measured steps (``step_iqr_s`` their spread)."""
 
-RESULT_FILES = (VERIFICATION, RESULTS, REALDATA, NEWTOKENS)
+FAULTY, CORRECT = "faulty", "correct"
+KILLED, SURVIVED, FALSE_ALARM = "killed", "survived", "false alarm"
+MUTATION_OUTCOMES = {FAULTY: (KILLED, SURVIVED), CORRECT: (HOLDS, FALSE_ALARM)}
+"""A mutation record's ``outcome`` by ``role``: a faulty variant is killed (some cell of the
+matrix is violated) or survives; a correct implementation holds every cell it runs, or the
+matrix raises a false alarm on it."""
+
+MUTATION = ResultFileSchema(
+    name="mutation",
+    filename="mutation.json",
+    command="mutate",
+    key=("approach",),
+    required=("approach", "role", "outcome"),
+    columns=(
+        "approach", "role", "kind", "bug", "outcome", "scenario", "property", "detail",
+        "counterexample", "cells", "refused_cells", "violated_cells", "survives_because",
+        "profile", "env",
+    ),
+    numeric=("cells", "refused_cells"),
+)  # fmt: skip
+"""One record per implementation of ``python -m bench mutate``: ``role`` is ``FAULTY`` or
+``CORRECT``; ``bug`` and ``kind`` say what a faulty variant gets wrong (for a correct one,
+how it works); ``scenario`` and ``property`` name the first cell that killed it (or the first
+false alarm), ``detail`` and ``counterexample`` are that cell's; ``cells`` counts the cells
+judged (a faulty variant stops at its first violation) and ``refused_cells`` those it refused
+(unsupported); ``violated_cells`` lists every violated ``scenario/property``;
+``survives_because`` says why a survivor is not seen."""
+
+RESULT_FILES = (VERIFICATION, RESULTS, REALDATA, NEWTOKENS, MUTATION)
 
 
 def record(schema: ResultFileSchema, **values: object) -> dict[str, object]:

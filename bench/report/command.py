@@ -1,6 +1,7 @@
 """Build the HTML report (index.html plus every figure as PNG and SVG) from the result files alone.
 
-Reads ``verification.json``, ``results.json``, ``realdata.json`` and ``newtokens.json`` from
+Reads ``verification.json``, ``results.json``, ``realdata.json``, ``newtokens.json`` and
+``mutation.json`` from
 ``--in`` (any subset may be present: a missing one leaves a note naming the command that writes it)
 and writes a self-contained ``index.html`` to ``--out``: figures inline, styles inline, no scripts,
 nothing fetched, so it opens offline in any browser. Nothing is measured here, so it rebuilds in
@@ -34,6 +35,7 @@ from bench.report.sources import (
     memory_phrase,
     speed_phrase,
 )
+from bench.report.strength import TARGET_KILL_RATE, Strength
 from bench.report.tables import (
     compiled_table,
     frozen_drift_table,
@@ -67,6 +69,7 @@ def commands_for(in_dir: Path, out_dir: Path, profiles: list[str]) -> dict[str, 
         "run": f"python -m bench run{profile} --out {in_dir}",
         "realdata": f"python -m bench realdata --out {in_dir}",
         "newtokens": f"python -m bench newtokens --out {in_dir}",
+        "mutate": f"python -m bench mutate --out {in_dir}",
         "report": f"python -m bench report --in {in_dir} --out {out_dir}",
     }
 
@@ -106,6 +109,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
     results = sources["results"].frame if sources["results"].available else None
     realdata = sources["realdata"].frame if sources["realdata"].available else None
     newtokens = sources["newtokens"].frame if sources["newtokens"].available else None
+    mutation = sources["mutation"].frame if sources["mutation"].available else None
     profiles = [] if results is None else sorted(results["profile"].dropna().astype(str).unique())
     tables = {}
     if results is not None:
@@ -137,6 +141,8 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",
         environment_table=html_table(environment) if not environment.empty else "",
         newtokens=newtokens_view(newtokens, out_dir) if newtokens is not None else None,
+        strength=Strength.of(mutation.to_dict("records")) if mutation is not None else None,
+        target_kill_rate=TARGET_KILL_RATE,
     )
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")

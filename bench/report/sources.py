@@ -24,6 +24,7 @@ from bench.common.schema import (
     CASE_COLUMNS,
     ENV_KEYS,
     HEADLINE_SWEEP,
+    MUTATION,
     NEWTOKENS,
     REALDATA,
     REFERENCE,
@@ -121,7 +122,15 @@ def tidy_newtokens(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def tidy_mutation(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype({"approach": str, "role": str, "outcome": str})
+    for column in MUTATION.numeric:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype(int)
+    return frame
+
+
 TIDIERS = {
+    MUTATION.name: tidy_mutation,
     VERIFICATION.name: tidy_verification,
     RESULTS.name: tidy_results,
     REALDATA.name: tidy_realdata,

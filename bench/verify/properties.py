@@ -127,16 +127,22 @@ def follows_ideal(
 
 
 def forward_matches_table(run: Trajectory, approach: str, scenario: str) -> Verdict:
-    """P4: each output equals ``F.embedding`` on the merged table as it was before that step."""
-    for step, (got, want) in enumerate(zip(run.outputs, run.expected_outputs, strict=True)):
+    """P4: each output equals ``F.embedding`` on the merged table as it was before that step,
+    and so does the last batch looked up again in ``eval()`` mode after the last step."""
+    pairs = [
+        (f"at step {step}", got, want)
+        for step, (got, want) in enumerate(zip(run.outputs, run.expected_outputs, strict=True))
+    ]
+    if run.eval_output is not None:
+        pairs.append(("in eval() mode after the last step", run.eval_output, run.eval_expected))
+    for when, got, want in pairs:
         tol = tolerance(got.dtype)
         if got.shape != want.shape or not torch.allclose(got, want, **tol, equal_nan=True):
             return Verdict(
                 "P4",
                 False,
-                f"{_where(approach, scenario, 'P4')}: at step {step} the output "
-                f"{got.tolist()} differs from F.embedding(ids, merged_weight()) = "
-                f"{want.tolist()}",
+                f"{_where(approach, scenario, 'P4')}: {when} the output {got.tolist()} differs "
+                f"from F.embedding(ids, merged_weight()) = {want.tolist()}",
             )
     return Verdict("P4", True)
 

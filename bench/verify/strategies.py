@@ -3,8 +3,9 @@
 Tables are small (V 1–64, D 1–16) so thousands of examples run in seconds; masks include the
 degenerate all-frozen and all-trainable ones and the "pretrained rows first" layout whose boundary
 id broke the popular two-table snippet; ids repeat, and are biased towards the boundary id and
-the padding id. Values come from a seeded torch generator: hypothesis shrinks the shape, the
-mask and the ids, which is what a reader of a counterexample needs small.
+the padding id; a batch has a handful of tokens or, now and then, 32 to 64. Values come from a
+seeded torch generator: hypothesis shrinks the shape, the mask and the ids, which is what a
+reader of a counterexample needs small.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 from bench.verify.trajectory import TrainingCase
 
 MASK_LAYOUTS = ("random", "all_frozen", "all_trainable", "pretrained_first", "new_first")
+LARGE_BATCH = 32
+"""The smallest of the large batches drawn beside small ones."""
 
 
 @st.composite
@@ -42,9 +45,10 @@ def boundary_id(mask: torch.Tensor) -> int | None:
 def id_batches(draw, num_rows: int, special: list[int], max_steps: int) -> list[torch.Tensor]:
     steps = draw(st.integers(1, max_steps))
     two_d = draw(st.booleans())
-    shape = (
-        (draw(st.integers(1, 3)), draw(st.integers(1, 6))) if two_d else (draw(st.integers(1, 12)),)
-    )
+    # Mostly a handful of tokens (small counterexamples), sometimes a batch of 32 to 64: a
+    # lookup that takes another path for large batches must be reached too.
+    length = st.integers(1, 12) | st.integers(LARGE_BATCH, 2 * LARGE_BATCH)
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6))) if two_d else (draw(length),)
     size = shape[0] * (shape[1] if two_d else 1)
     one_id = st.integers(0, num_rows - 1)
     if special:
@@ -102,6 +106,16 @@ def worked_example(dtype: torch.dtype = torch.float64, steps: int = 3) -> Traini
     weight = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=dtype)
     coefficients = torch.full((2, 4, 3), 1 / 24, dtype=dtype)
     return TrainingCase(weight, mask, (ids,) * steps, (coefficients,) * steps, {})
+
+
+def pretrained_first_example() -> TrainingCase:
+    """The two-table snippet's own layout: four rows, the two pretrained ones first, one batch
+    looking up a pretrained id (not 0) and one a new id past the boundary. Drawn cases reach it
+    rarely (1 in 100 under Adafactor), so the tests try it before searching."""
+    weight = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mask = torch.tensor([False, False, True, True])
+    coefficients = (torch.ones(1, 2, dtype=torch.float64),) * 2
+    return TrainingCase(weight, mask, (torch.tensor([1]), torch.tensor([3])), coefficients, {})
 
 
 def probe_case(padding: str | None) -> TrainingCase:

@@ -90,6 +90,10 @@ class Trajectory:
     expected_outputs: list[Tensor | None]
     mutated_inputs: list[str]
     received_gradient: Tensor | None = None
+    eval_output: Tensor | None = None
+    """The last batch looked up again in ``eval()`` mode without gradient, after the last step
+    (how a trained model is used), and what ``F.embedding`` gives on the last table read."""
+    eval_expected: Tensor | None = None
     error: str | None = None
     """The first exception a black box raised (where, its type and message), if any: a violation
     of P0, and the reason the run's other properties are not judged."""
@@ -290,8 +294,24 @@ def _run(factory, case, spec, loop: Loop, record: Trajectory, errors_are_results
             optimizer.step()
         record.outputs.append(torch.cat(outputs).view(*ids.shape, -1))
         record.tables.append(read_table())
+    if record.tables[-1] is not None:
+        last = case.batches[-1]
+        record.eval_expected = F.embedding(last, record.tables[-1].clone(), **reference)
+        record.eval_output = _forward_in_eval_mode(module, last)
     if isinstance(module, IdealEmbedding):
         record.received_gradient = module.received_gradient.clone()
+
+
+def _forward_in_eval_mode(module: torch.nn.Module, ids: Tensor) -> Tensor:
+    """``module(ids)`` in ``eval()`` mode under ``no_grad``: a lookup that takes another path
+    once training is over must still read the trained table. The module is put back in
+    training mode."""
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module(ids).detach().clone()
+    finally:
+        module.train()
 
 
 def with_options(case: TrainingCase, **options) -> TrainingCase:
