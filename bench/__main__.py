@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 COMMANDS = {
@@ -23,17 +22,14 @@ COMMANDS = {
 }
 
 
-def available_commands() -> dict[str, str]:
-    return {name: mod for name, mod in COMMANDS.items() if importlib.util.find_spec(mod)}
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = available_commands()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = argv[0] if argv and argv[0] in commands else None
-    for name, module_name in commands.items():
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    # Every command is listed; the chosen one's module is imported, and an error there is an
+    # error (never a command silently missing from the list).
+    for name, module_name in COMMANDS.items():
         if name == chosen:
             module = importlib.import_module(module_name)
             help_line = (module.__doc__ or "").strip().splitlines()[0]

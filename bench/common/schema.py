@@ -157,9 +157,12 @@ RESULTS = ResultFileSchema(
         "attempts",
     ),
 )
-STATUSES = ("ok", "skipped", "failed")
-"""A benchmark row's ``status``: measured, not attempted (with ``reason``), or attempted and
-failed (with ``reason``)."""
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+STATUSES = (OK, SKIPPED, FAILED)
+"""A benchmark or new-tokens row's ``status``: measured, not attempted (with ``reason``), or
+attempted and failed (with ``reason``)."""
+FINISHED = (OK, SKIPPED)
+"""Statuses a resumed run does not attempt again (a failed case is retried)."""
 HEADLINE_SWEEP, STEP_PHASE = "headline", "step"
 """The sweep and phase of the headline figure: the full training step at the headline case."""
 COMPILED_SWEEP = "compiled"

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.common.schema import CASE_COLUMNS, ENV_KEYS, RESULTS, VERIFICATION
+from bench.common.schema import CASE_COLUMNS, ENV_KEYS, OK, RESULTS, VERIFICATION
 from bench.compare.folders import BENCHMARK_KEY, ResultFile, ResultFolder
 from bench.report.sources import describe_case, is_missing
 
 DEFAULT_THRESHOLD = 0.10
-MEASURED = "ok"
+MEASURED = OK
 
 
 class Verdict(enum.Enum):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from bench.common.schema import PEFT_PEER
+from bench.common.schema import OK, PEFT_PEER
 
 COMPARED = ("grad_zero", PEFT_PEER, "split")
 """The approaches every answer is compared with, when they were measured."""
@@ -26,7 +26,7 @@ WINNER_FIELDS = (
 def did_the_job(record: Mapping) -> bool:
     """Frozen rows of both layers identical, every new row trained, merged logits equal."""
     return (
-        record.get("status") == "ok"
+        record.get("status") == OK
         and record.get("frozen_rows_identical") is True
         and record.get("merged_logits_equal") is True
         and record.get("new_rows") is not None
@@ -50,7 +50,7 @@ def newtokens_answers(records: Iterable[Mapping]) -> list[dict]:
     """
     groups: dict[tuple, list[Mapping]] = {}
     for record in records:
-        if record.get("status") == "ok":
+        if record.get("status") == OK:
             groups.setdefault((record["model"], record["device"]), []).append(record)
     return [_answer(group) for group in groups.values()]
 

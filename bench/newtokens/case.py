@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from bench.common.frozen_rows import changed_frozen_rows
 from bench.common.peak_memory import PeakMeter
+from bench.common.schema import OK, SKIPPED
 from bench.common.stats import time_summary
 from impls.base import UnsupportedOption
 
@@ -60,9 +61,9 @@ def run_case(case: NewTokensCase) -> dict:
     """The measured fields of ``case`` (see the module docstring) with ``status`` ``ok``, or
     ``status`` ``skipped`` and the ``reason``; call it in a fresh process."""
     try:
-        return {"status": "ok", "reason": None, **_measure(case)}
+        return {"status": OK, "reason": None, **_measure(case)}
     except CaseSkipped as skip:
-        return {"status": "skipped", "reason": str(skip)}
+        return {"status": SKIPPED, "reason": str(skip)}
 
 
 def _measure(case: NewTokensCase) -> dict:

@@ -34,7 +34,7 @@ from bench.common.environment import environment
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
-from bench.common.schema import NEWTOKENS, PEFT_PEER, record
+from bench.common.schema import FAILED, FINISHED, NEWTOKENS, OK, PEFT_PEER, SKIPPED, record
 from bench.common.text import error_text, format_bytes
 from bench.perf.memory import (
     GiB,
@@ -47,7 +47,6 @@ from bench.perf.memory import (
 from .case import NewTokensCase, run_case
 from .workload import PROFILES, NewTokensProfile, PreparedModel, prepare
 
-FINISHED = ("ok", "skipped")
 DEFAULT_MEMORY_BUDGET_GIB = 20.0
 LOGITS_COPIES = 5
 """Vocabulary-wide tensors per token in a step: the logits, the loss's shifted copy and
@@ -173,17 +172,17 @@ def measure(
     try:
         estimate = estimate_bytes(case.model, case.approach)
     except Exception as error:  # an approach that refuses the tiny build refuses the case too
-        return {"status": "skipped", "reason": f"while estimating memory: {error_text(error)}"}
+        return {"status": SKIPPED, "reason": f"while estimating memory: {error_text(error)}"}
     limit = min(memory_budget, available_bytes(case.device))
     if estimate > limit:
         source = "the memory budget" if limit == memory_budget else f"available on {case.device}"
         reason = f"estimated {format_bytes(estimate)} > {format_bytes(limit)} ({source})"
-        return {"status": "skipped", "reason": reason, "estimated_bytes": estimate}
+        return {"status": SKIPPED, "reason": reason, "estimated_bytes": estimate}
     tries = []
     for _ in range(attempts):
         load = busy_cores()
         fields = {**_run(case, profile, isolate), "load_before": load, "estimated_bytes": estimate}
-        if fields["status"] != "ok":
+        if fields["status"] != OK:
             return {**fields, "attempts": len(tries) + 1}
         step_spread = spread(fields["step_median_s"], fields["step_iqr_s"])
         fields["noisy"] = is_noisy(load, [step_spread])
@@ -200,9 +199,9 @@ def _run(case: NewTokensCase, profile: NewTokensProfile, isolate: bool) -> dict:
             return run_isolated(run_case, case, timeout_s=profile.case_timeout_s)
         return run_case(case)
     except IsolatedFailure as failure:
-        return {"status": "failed", "reason": str(failure)}
+        return {"status": FAILED, "reason": str(failure)}
     except Exception as error:
-        return {"status": "failed", "reason": error_text(error)}
+        return {"status": FAILED, "reason": error_text(error)}
 
 
 def base_record(
@@ -277,7 +276,7 @@ def _tiny_persistent_bytes(cls, rows: int, trainable: int, width: int) -> int:
 
 def _one_line(record: dict) -> str:
     head = f"{record['approach']} on {record['model']} ({record['device']}): {record['status']}"
-    if record["status"] != "ok":
+    if record["status"] != OK:
         return f"{head}: {record['reason']}"
     noisy = ", noisy" if record["noisy"] else ""
     return (
@@ -295,7 +294,7 @@ def format_table(records: list[dict]) -> str:
     lines = [header]
     for r in sorted(records, key=lambda r: (r["model"], r["device"], r["approach"])):
         name = f"{r['model']}/{r['device']}"
-        if r["status"] != "ok":
+        if r["status"] != OK:
             lines.append(f"{name:<16} {r['approach']:<22} {r['status']}: {r['reason']}")
             continue
         lines.append(

@@ -32,7 +32,7 @@ from bench.common.implementations import (
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
-from bench.common.schema import RESULTS, STEP_PHASE
+from bench.common.schema import FAILED, FINISHED, RESULTS, SKIPPED, STEP_PHASE
 from bench.common.text import error_text, positive_int
 from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
 from bench.perf.cases import (
@@ -53,7 +53,6 @@ from bench.perf.rows import result_row
 from bench.perf.timing import PytestBenchmarkJson, summary
 from impls.base import UnsupportedOption
 
-FINISHED = ("ok", "skipped")
 BANDWIDTH_TIMEOUT_S = 300
 
 
@@ -220,18 +219,18 @@ class CaseMeasurer:
         try:
             estimate = estimate_memory(self.approach, case)
         except UnsupportedOption as refusal:
-            return self.rows(group, "skipped", str(refusal)), []
+            return self.rows(group, SKIPPED, str(refusal)), []
         except Exception as error:
             reason = f"while estimating memory: {error_text(error)}"
-            return self.rows(group, "failed", reason), []
+            return self.rows(group, FAILED, reason), []
         reason = over_budget(estimate.total_bytes, memory_budget, case.device)
         if reason is not None:
-            return self.rows(group, "skipped", reason, estimated_bytes=estimate.total_bytes), []
+            return self.rows(group, SKIPPED, reason, estimated_bytes=estimate.total_bytes), []
         try:
             measured = self.quietest_measurement(case)
         except Exception as error:  # IsolatedFailure, or the process could not even start
             reason = str(error) if isinstance(error, IsolatedFailure) else repr(error)
-            return self.rows(group, "failed", reason, estimated_bytes=estimate.total_bytes), []
+            return self.rows(group, FAILED, reason, estimated_bytes=estimate.total_bytes), []
         common = {
             "persistent_bytes": measured["persistent_bytes"],
             "peak_bytes": measured["peak_bytes"],

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from bench.common.implementations import resolve
 from bench.common.load import busy_cores, is_noisy, spread
+from bench.common.schema import FAILED, SKIPPED
 from bench.perf.cases import BenchmarkCase, BenchmarkProfile
 from bench.perf.measure import build_training, estimate_memory, tiny_case
 from bench.perf.memory import over_budget
@@ -48,18 +49,17 @@ def ddp_rows(
     cases: Sequence[BenchmarkCase], steps: int, timeout_s: float, memory_budget: int | None
 ):
     """One ``ddp_step`` row per case: measured, skipped (with reason) or failed (with error)."""
-    try:
-        from bench.distributed.runs import measure_ddp_matrix
-    except ImportError as error:
-        reason = f"bench.distributed.runs.measure_ddp_matrix is not available ({error})"
-        return [result_row(case, PHASE, "skipped", reason) for case in cases]
+    # Imported here so that a run without DDP cases never loads the distributed code; an import
+    # error from inside this package is a bug and surfaces as one.
+    from bench.distributed.runs import measure_ddp_matrix
+
     rows, runnable = {}, []
     for case in cases:
         reason = skip_reason(case, memory_budget)
         if reason is None:
             runnable.append(case)
         else:
-            rows[case] = result_row(case, PHASE, "skipped", reason)
+            rows[case] = result_row(case, PHASE, SKIPPED, reason)
     if runnable:
         point = runnable[0]
         load = busy_cores()
@@ -82,7 +82,7 @@ def measured_row(case: BenchmarkCase, result: dict, load_before: float | None = 
     """The row of one measured DDP case; its time is the slowest rank's, its peak the largest
     rank's."""
     if result["error"] is not None:
-        return result_row(case, PHASE, "failed", result["error"], load_before=load_before)
+        return result_row(case, PHASE, FAILED, result["error"], load_before=load_before)
     return result_row(
         case,
         PHASE,

@@ -7,12 +7,12 @@ keys (``bench.common.schema.RESULTS``) in the same order; what was not measured 
 from __future__ import annotations
 
 from bench.common.environment import environment
-from bench.common.schema import CASE_FIELDS, MEASURED_FIELDS, RESULTS, record
+from bench.common.schema import CASE_FIELDS, MEASURED_FIELDS, OK, RESULTS, record
 from bench.perf.cases import BenchmarkCase
 
 
 def result_row(
-    case: BenchmarkCase, phase: str, status: str = "ok", reason: str | None = None, **fields
+    case: BenchmarkCase, phase: str, status: str = OK, reason: str | None = None, **fields
 ):
     """The row of ``case`` and ``phase``; ``fields`` fill measured keys (others stay null)."""
     unknown = set(fields) - set(MEASURED_FIELDS)

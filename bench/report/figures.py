@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.common.schema import OK
 from bench.report.sources import (
     CASE_COLUMNS,
     case_groups,
@@ -272,7 +273,7 @@ def phase_breakdown(results: pd.DataFrame, out_dir: Path) -> list[Figure]:
 
 def ddp_costs(results: pd.DataFrame, out_dir: Path, styles: dict[str, Style]) -> list[Figure]:
     figures = []
-    rows = results[(results["phase"] == "ddp_step") & (results["status"] == "ok")]
+    rows = results[(results["phase"] == "ddp_step") & (results["status"] == OK)]
     for index, (case, group) in enumerate(case_groups(rows, varying=()), start=1):
         group = group.drop_duplicates("approach", keep="last").sort_values("median_s")
         figure, (bytes_axis, time_axis) = plt.subplots(

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.common.schema import OK
 from bench.newtokens.answer import newtokens_answers
 from bench.report.figures import WIDTH_IN, Figure, approach_styles, save
 from bench.report.sources import (
@@ -56,7 +57,7 @@ def newtokens_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def newtokens_figures(frame: pd.DataFrame, out_dir: Path) -> list[Figure]:
     """Step time and peak memory by approach, one figure per (model, device)."""
-    measured = frame[(frame["status"] == "ok") & frame["step_median_s"].notna()]
+    measured = frame[(frame["status"] == OK) & frame["step_median_s"].notna()]
     styles = approach_styles(ordered_unique(frame["approach"]))
     figures = []
     for (model, device), group in measured.groupby(["model", "device"], sort=False):

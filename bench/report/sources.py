@@ -26,6 +26,7 @@ from bench.common.schema import (
     HEADLINE_SWEEP,
     MUTATION,
     NEWTOKENS,
+    OK,
     REALDATA,
     REFERENCE,
     RESULT_FILES,
@@ -143,7 +144,7 @@ def ok_rows(
 ) -> pd.DataFrame:
     """Rows of ``sweep`` (and ``phase``, unless None) that were measured: the one filter every
     table, figure and answer about a sweep starts from."""
-    keep = (results["sweep"] == sweep) & (results["status"] == "ok")
+    keep = (results["sweep"] == sweep) & (results["status"] == OK)
     if phase is not None:
         keep &= results["phase"] == phase
     return results[keep]

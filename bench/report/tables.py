@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.common.schema import COMPILED_SWEEP
+from bench.common.schema import COMPILED_SWEEP, OK
 from bench.report.sources import (
     CASE_COLUMNS,
     describe_case,
@@ -105,9 +105,7 @@ def frozen_drift_table(results: pd.DataFrame) -> pd.DataFrame:
 
 def not_run_table(results: pd.DataFrame) -> pd.DataFrame:
     """Skipped and failed cases with their reasons."""
-    return cases_table(
-        results[results["status"] != "ok"], ["approach", "status", "sweep", "reason"]
-    )
+    return cases_table(results[results["status"] != OK], ["approach", "status", "sweep", "reason"])
 
 
 def cases_table(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
