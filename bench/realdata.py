@@ -298,10 +298,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    results = ResultsFile(args.out / REALDATA.filename, key=REALDATA.key, resume=False)
-    approaches = args.approaches or default_names()
-    for finished in run_workload(approaches, args.epochs, args.seed):
-        results.append(finished)
+    with ResultsFile(args.out / REALDATA.filename, key=REALDATA.key, resume=False) as results:
+        approaches = args.approaches or default_names()
+        for finished in run_workload(approaches, args.epochs, args.seed):
+            results.append(finished)
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")
     return 0

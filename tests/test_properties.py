@@ -29,7 +29,7 @@ from bench.verify.counterexample import reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import suite_profile
 from bench.verify.scenarios import SCENARIOS
-from bench.verify.strategies import pretrained_first_example, probe_case, worked_example
+from bench.verify.strategies import probe_case
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import HOLDS, NOT_JUDGED, UNSUPPORTED, VIOLATED, expectation
 
@@ -132,7 +132,7 @@ def test_cells_marked_violated_are_shown_violated(implementation, optimizer, pro
         verdict = result.verdicts.get(prop)
         return result.unsupported is None and verdict is not None and not verdict.holds
 
-    witness = next((w for w in (worked_example(), pretrained_first_example()) if violates(w)), None)
+    witness = next((w for w in scenario.witnesses() if violates(w)), None)
     if witness is None:
         witness = find(
             scenario.cases(),

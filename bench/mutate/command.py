@@ -171,16 +171,16 @@ def main(args: argparse.Namespace) -> int:
             )
             return 2
         everything = [known[n] for n in args.only]
-    results = ResultsFile(f"{args.out}/{MUTATION.filename}", key=MUTATION.key)
-    done = {r["approach"] for r in results.records}
-    scenarios = tuple(matrix_scenarios())
-    jobs = [(c, profile, scenarios) for c in everything if c.reference not in done]
-    pool = multiprocessing.get_context("spawn").Pool(max(1, args.jobs))
-    bar = tqdm(total=len(jobs), desc="mutate", unit="implementation", file=sys.stderr)
-    with pool, bar:
-        for finished in pool.imap_unordered(judge, jobs):
-            results.append(finished)
-            bar.update()
+    with ResultsFile(f"{args.out}/{MUTATION.filename}", key=MUTATION.key) as results:
+        done = {approach for (approach,) in results.done(("approach",))}
+        scenarios = tuple(matrix_scenarios())
+        jobs = [(c, profile, scenarios) for c in everything if c.reference not in done]
+        pool = multiprocessing.get_context("spawn").Pool(max(1, args.jobs))
+        bar = tqdm(total=len(jobs), desc="mutate", unit="implementation", file=sys.stderr)
+        with pool, bar:
+            for finished in pool.imap_unordered(judge, jobs):
+                results.append(finished)
+                bar.update()
     strength = Strength.of(results.records)
     print(
         f"{strength.killed} of {len(strength.faulty)} faulty variants killed "

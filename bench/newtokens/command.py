@@ -128,13 +128,14 @@ def run_newtokens(
     machine is measured again, up to ``attempts`` times (:mod:`bench.common.load`).
     """
     results = ResultsFile(Path(out) / NEWTOKENS.filename, key=NEWTOKENS.key)
-    finished = {
-        (r["approach"], r["model"], r["device"])
-        for r in results.records
-        if r.get("status") in FINISHED
-        and r.get("profile") == profile.name
-        and r.get("seed") == seed
-    }
+    finished = results.done(
+        ("approach", "model", "device"),
+        where=lambda r: (
+            r.get("status") in FINISHED
+            and r.get("profile") == profile.name
+            and r.get("seed") == seed
+        ),
+    )
     todo = [
         (spec.name, device, approach)
         for spec in profile.models
@@ -145,7 +146,7 @@ def run_newtokens(
     if not todo:  # nothing to measure: no tokenizer to train, no model to pre-train
         return results
     workload = prepare(profile.only(sorted({model for model, _, _ in todo})), seed)
-    with workload.directory:
+    with workload.directory, results:  # leaving writes the CSV
         for model, device, approach in todo:
             prepared = workload.models[model]
             row = base_record(approach, device, prepared, profile, workload.new_words)

@@ -157,41 +157,43 @@ def run_benchmarks(
     threads: int | None = None,
 ) -> RunSummary:
     """Measure every case of ``profile`` not already finished in ``out``; see the module doc."""
-    results = ResultsFile(out / RESULTS.filename, key=RESULTS.key)
-    benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
-    finished = {results.key_of(r) for r in results.records if r["status"] in FINISHED}
-    groups = measurement_groups(profile_cases(profile, approaches, devices))
-    ddp = ddp_cases(profile, approaches) if "cpu" in devices else []
-    ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
-    run = RunSummary(out)
-    bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
-    progress = tqdm(total=len(groups) + bool(ddp), desc=f"bench run {profile.name}", unit="case")
-    for group in groups:
-        case = group[0]
-        progress.set_postfix_str(case.label(), refresh=True)
-        if {results.key_of(result_row(c, p)) for c in group for p in PHASES} <= finished:
-            run.add("resumed", case.label())
-        else:
-            if case.device not in bandwidths:
-                bandwidths[case.device] = _bandwidth(case.device)
-            implementation = resolve(case.approach)
-            measurer = CaseMeasurer(implementation, profile, bandwidths[case.device], threads)
-            rows, entries = measurer.measure(group, memory_budget)
-            run.add(rows[0]["status"], case.label())
-            for row in rows:
-                results.append(row)
-            benchmarks.add(entries)
-        progress.update()
-    if ddp:
-        progress.set_postfix_str(f"ddp {len(ddp_todo)} approaches", refresh=True)
-        for case in ddp:
-            if case not in ddp_todo:
+    with ResultsFile(out / RESULTS.filename, key=RESULTS.key) as results:
+        benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
+        finished = results.done(where=lambda r: r["status"] in FINISHED)
+        groups = measurement_groups(profile_cases(profile, approaches, devices))
+        ddp = ddp_cases(profile, approaches) if "cpu" in devices else []
+        ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
+        run = RunSummary(out)
+        bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
+        progress = tqdm(
+            total=len(groups) + bool(ddp), desc=f"bench run {profile.name}", unit="case"
+        )
+        for group in groups:
+            case = group[0]
+            progress.set_postfix_str(case.label(), refresh=True)
+            if {results.key_of(result_row(c, p)) for c in group for p in PHASES} <= finished:
                 run.add("resumed", case.label())
-        for row in ddp_rows(ddp_todo, profile.ddp_steps, profile.case_timeout_s, memory_budget):
-            run.add(row["status"], f"ddp {row['approach']}")
-            results.append(row)
-        progress.update()
-    progress.close()
+            else:
+                if case.device not in bandwidths:
+                    bandwidths[case.device] = _bandwidth(case.device)
+                implementation = resolve(case.approach)
+                measurer = CaseMeasurer(implementation, profile, bandwidths[case.device], threads)
+                rows, entries = measurer.measure(group, memory_budget)
+                run.add(rows[0]["status"], case.label())
+                for row in rows:
+                    results.append(row)
+                benchmarks.add(entries)
+            progress.update()
+        if ddp:
+            progress.set_postfix_str(f"ddp {len(ddp_todo)} approaches", refresh=True)
+            for case in ddp:
+                if case not in ddp_todo:
+                    run.add("resumed", case.label())
+            for row in ddp_rows(ddp_todo, profile.ddp_steps, profile.case_timeout_s, memory_budget):
+                run.add(row["status"], f"ddp {row['approach']}")
+                results.append(row)
+            progress.update()
+        progress.close()
     return run
 
 

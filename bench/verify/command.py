@@ -1,10 +1,11 @@
 """Verify every approach against every training scenario: the approach × scenario × property matrix.
 
-For each (approach, scenario) cell, the worked example of the zero-gradient answer and then
-hypothesis-drawn cases are run through the approach and the ideal; every violated property is
-then shrunk by hypothesis to a minimal case, written out as Python a user can paste. Distributed
-scenarios run 2 gloo ranks on loopback. Records go to ``OUT/verification.json`` (and ``.csv``) as
-each cell finishes, so an interrupted run keeps what it finished and a re-run resumes.
+For each (approach, scenario) cell, the scenario's fixed witnesses (the worked example of the
+zero-gradient answer among them) and then hypothesis-drawn cases are run through the approach
+and the ideal; every violated property is then shrunk by hypothesis to a minimal case, written
+out as Python a user can paste. Distributed scenarios run 2 gloo ranks on loopback. Records go
+to ``OUT/verification.json`` (and ``.csv``) as each cell finishes, so an interrupted run keeps
+what it finished and a re-run resumes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import SAMPLING_PROFILES, SamplingProfile, search_settings
 from bench.verify.scenarios import DISTRIBUTED, SCENARIOS, Scenario
-from bench.verify.strategies import probe_case, worked_example
+from bench.verify.strategies import probe_case
 from bench.verify.trajectory import TrainingCase
 from bench.verify.truth_table import expectation
 from impls.base import UnsupportedOption
@@ -156,7 +157,6 @@ def verify_cell(
         return False
 
     try:
-        sampling.observe(worked_example())
         for witness in scenario.witnesses():
             sampling.observe(witness)
         examples = min(profile.examples, scenario.max_examples or profile.examples)
@@ -301,6 +301,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
 
 
+def _verify_unfinished(
+    implementations: list[Implementation],
+    names: list[str],
+    profile: SamplingProfile,
+    jobs: int,
+    results: ResultsFile,
+) -> None:
+    """Every (implementation, scenario) cell ``results`` does not hold yet, written as each
+    cell finishes."""
+    done = results.done(("approach", "scenario"))
+    local = [n for n in names if n not in DISTRIBUTED]
+    cells = [(i, n, profile) for n in local for i in implementations if (i.name, n) not in done]
+    unfinished = {n for n in names for i in implementations if (i.name, n) not in done}
+    distributed = [n for n in names if n in DISTRIBUTED and n in unfinished]
+    total = len(cells) + len(distributed) * len(implementations)
+    with tqdm(total=total, desc="verify", unit="cell", file=sys.stderr) as progress:
+        with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
+            for records in pool.imap_unordered(_cell_job, cells):
+                results.extend(records)
+                progress.update()
+        cell: list[dict] = []
+        for record in verify_distributed(implementations, distributed):
+            cell.append(record)
+            if record["property"] == SCENARIOS[record["scenario"]].properties[-1]:
+                results.extend(cell)
+                cell = []
+                progress.update()
+
+
 def main(args: argparse.Namespace) -> int:
     profile = SAMPLING_PROFILES[args.profile]
     implementations = [resolve(name) for name in args.approaches or default_names()]
@@ -309,23 +338,8 @@ def main(args: argparse.Namespace) -> int:
         if reason := SCENARIOS[name].available():
             print(f"skipping scenario {name}: {reason}", file=sys.stderr)
     names = [n for n in names if not SCENARIOS[n].available()]
-    results = ResultsFile(f"{args.out}/{VERIFICATION.filename}", key=VERIFICATION.key)
-    done = {(r["approach"], r["scenario"]) for r in results.records}
-    local = [n for n in names if n not in DISTRIBUTED]
-    jobs = [(i, n, profile) for n in local for i in implementations if (i.name, n) not in done]
-    unfinished = {n for n in names for i in implementations if (i.name, n) not in done}
-    distributed = [n for n in names if n in DISTRIBUTED and n in unfinished]
-    total = len(jobs) + len(distributed) * len(implementations)
-    with tqdm(total=total, desc="verify", unit="cell", file=sys.stderr) as progress:
-        with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
-            for records in pool.imap_unordered(_cell_job, jobs):
-                for record in records:
-                    results.append(record)
-                progress.update()
-        for record in verify_distributed(implementations, distributed):
-            results.append(record)
-            if record["property"] == SCENARIOS[record["scenario"]].properties[-1]:
-                progress.update()
+    with ResultsFile(f"{args.out}/{VERIFICATION.filename}", key=VERIFICATION.key) as results:
+        _verify_unfinished(implementations, names, profile, args.jobs, results)
     surprises = [r for r in results.records if r["outcome"] != r["expected"]]
     surprises.sort(key=lambda r: r["outcome"] != VIOLATED)  # violations first, then refusals
     count = len(results.records)

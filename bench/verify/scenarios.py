@@ -15,7 +15,7 @@ import torch
 
 from bench.common.optimizers import OPTIMIZERS
 from bench.common.schema import CORE_PROPERTIES, RUNS, SCENARIO_GROUPS
-from bench.verify.strategies import cases
+from bench.verify.strategies import cases, pretrained_first_example, worked_example
 from bench.verify.trajectory import Loop, TrainingCase, on, with_options
 
 LOOP_OPTIMIZER = "adam"  # no weight decay, elementwise: a loop feature's effect shows alone
@@ -79,9 +79,12 @@ class Scenario:
         )
 
     def witnesses(self) -> list[TrainingCase]:
-        """Fixed cases every run of this scenario checks, so a violation that only some tables
-        show is found whatever hypothesis draws."""
-        return [self.witness()] if self.witness else []
+        """Fixed cases every run of this scenario checks before drawn ones, so a violation that
+        only some tables show is found whatever hypothesis draws: the worked example of the
+        zero-gradient answer, the two-table snippet's own layout (drawn about 1 in 100 times)
+        and the scenario's own witness."""
+        own = [self.witness()] if self.witness else []
+        return [worked_example(), pretrained_first_example(), *own]
 
     def cases(self):
         """The hypothesis strategy of cases for this scenario."""

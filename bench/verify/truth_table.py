@@ -103,6 +103,15 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         {SEED},
+        {"torch_func"},
+        {"P5"},
+        NOT_JUDGED,
+        "under torch.func.vmap the answer's boolean-mask assignment (pretrained_batch[mask] = 0) "
+        "raises before forward rewrites the ids in place, so no case changes them and every "
+        "case raises (P0)",
+    ),
+    Rule(
+        {SEED},
         ANY,
         {"P5"},
         VIOLATED,
