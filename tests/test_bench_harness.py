@@ -26,7 +26,9 @@ from bench.peers.peft_trainable_tokens import PeftTrainableTokens
 from bench.perf.bound import bound_bytes, bound_fields
 from bench.perf.cases import (
     PROFILES,
+    WEIGHT_CHUNK_ROWS,
     BenchmarkCase,
+    make_weight,
     measurement_groups,
     profile_cases,
     token_batches,
@@ -37,6 +39,7 @@ from bench.perf.command import run_benchmarks
 from bench.perf.ddp import ddp_cases, measured_row, skip_reason
 from bench.perf.measure import build_training, estimate_memory, frozen_rows_kept
 from bench.perf.memory import persistent_bytes, transient_bytes
+from bench.perf.tables import TableFiles
 from bench.perf.timing import RoundsPolicy, time_phase
 from impls.base import UnsupportedOption
 from impls.split import Split
@@ -325,6 +328,32 @@ def test_frozen_rows_check_sees_a_changed_frozen_row():
     frozen_row = int(training.module.frozen_ids[0])
     training.module.frozen_weight[frozen_row, 0] += 1.0
     assert not frozen_rows_kept(training.module, case)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_table_files_hold_the_drawn_table_bit_for_bit_whole_and_in_slices(tmp_path, dtype):
+    case = small_case(V=WEIGHT_CHUNK_ROWS + 3, D=2, dtype=dtype)
+    tables = TableFiles(tmp_path)
+    tables.ensure(case)
+    tables.ensure(case)  # a second case of the same table finds it written
+    drawn = make_weight(case)
+    read = tables.read(case)
+    assert read.dtype == drawn.dtype and torch.equal(read, drawn)
+    assert read.data_ptr() != tables.read(case).data_ptr()  # each read is memory of its own
+    slices = list(tables.chunks(case))
+    assert [first for first, _ in slices] == [0, WEIGHT_CHUNK_ROWS]
+    assert torch.equal(torch.cat([rows for _, rows in slices]), drawn)
+    assert [p.name for p in tmp_path.iterdir()] == [tables.path(case).name]
+
+
+def test_frozen_rows_check_through_table_files_sees_a_changed_frozen_row(tmp_path):
+    case = small_case()
+    tables = TableFiles(tmp_path)
+    tables.ensure(case)
+    training = build_training(Split, case, tables)
+    assert frozen_rows_kept(training.module, case, tables)
+    training.module.frozen_weight[int(training.module.frozen_ids[0]), 0] += 1.0
+    assert not frozen_rows_kept(training.module, case, tables)
 
 
 def test_ddp_rows_skip_what_cannot_run_and_carry_measurements():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.measure import estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
 from bench.perf.rows import result_row
+from bench.perf.tables import TableFiles
 from bench.perf.timing import PytestBenchmarkJson, summary
 from impls.base import UnsupportedOption
 
@@ -157,7 +159,11 @@ def run_benchmarks(
     threads: int | None = None,
 ) -> RunSummary:
     """Measure every case of ``profile`` not already finished in ``out``; see the module doc."""
-    with ResultsFile(out / RESULTS.filename, key=RESULTS.key) as results:
+    with (
+        ResultsFile(out / RESULTS.filename, key=RESULTS.key) as results,
+        tempfile.TemporaryDirectory(prefix="rowfreeze-tables-") as folder,
+    ):
+        tables = TableFiles(Path(folder))
         benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
         finished = results.done(where=lambda r: r["status"] in FINISHED)
         groups = measurement_groups(profile_cases(profile, approaches, devices))
@@ -177,7 +183,9 @@ def run_benchmarks(
                 if case.device not in bandwidths:
                     bandwidths[case.device] = _bandwidth(case.device)
                 implementation = resolve(case.approach)
-                measurer = CaseMeasurer(implementation, profile, bandwidths[case.device], threads)
+                measurer = CaseMeasurer(
+                    implementation, profile, bandwidths[case.device], tables, threads
+                )
                 rows, entries = measurer.measure(group, memory_budget)
                 run.add(rows[0]["status"], case.label())
                 for row in rows:
@@ -213,6 +221,7 @@ class CaseMeasurer:
     approach: Implementation
     profile: BenchmarkProfile
     bandwidth: float | None
+    tables: TableFiles
     threads: int | None = None
 
     def measure(self, group: Sequence[BenchmarkCase], memory_budget: int | None):
@@ -229,6 +238,7 @@ class CaseMeasurer:
         if reason is not None:
             return self.rows(group, SKIPPED, reason, estimated_bytes=estimate.total_bytes), []
         try:
+            self.tables.ensure(case)
             measured = self.quietest_measurement(case)
         except Exception as error:  # IsolatedFailure, or the process could not even start
             reason = str(error) if isinstance(error, IsolatedFailure) else repr(error)
@@ -273,6 +283,7 @@ class CaseMeasurer:
                 case,
                 self.profile.rounds,
                 self.threads,
+                self.tables,
                 timeout_s=self.profile.case_timeout_s,
             )
             stats = measured["benchmarks"][STEP_PHASE]["stats"]

@@ -40,6 +40,7 @@ from bench.perf.memory import (
     persistent_bytes,
     transient_bytes,
 )
+from bench.perf.tables import TableFiles
 from bench.perf.timing import RoundsPolicy, time_phase
 
 TINY_TOKENS = 32
@@ -93,11 +94,17 @@ class Training:
         }
 
 
-def build_training(approach: Implementation, case: BenchmarkCase) -> Training:
-    """Build ``case`` for ``approach``; the pretrained table is released once it is copied in."""
+def build_training(
+    approach: Implementation, case: BenchmarkCase, tables: TableFiles | None = None
+) -> Training:
+    """Build ``case`` for ``approach``; the pretrained table is released once it is copied in.
+
+    ``tables``: where the run keeps its drawn tables (None: draw this one here)."""
+    weight = make_weight(case) if tables is None else tables.read(case)
     module = approach.from_pretrained(
-        make_weight(case), trainable_ids(case).to(case.device), sparse=case.sparse
+        weight, trainable_ids(case).to(case.device), sparse=case.sparse
     )
+    del weight
     optimizer = optimizer_spec(case.optimizer).build(module.parameters())
     module.attach(optimizer)
     batches = [ids.to(case.device) for ids in token_batches(case)]
@@ -140,15 +147,17 @@ def estimate_memory(approach: Implementation, case: BenchmarkCase) -> MemoryEsti
     )
 
 
-def frozen_rows_kept(module: torch.nn.Module, case: BenchmarkCase) -> bool:
+def frozen_rows_kept(
+    module: torch.nn.Module, case: BenchmarkCase, tables: TableFiles | None = None
+) -> bool:
     """Whether every frozen row of ``merged_weight()`` equals the pretrained row, bit for bit.
 
-    The pretrained rows are regenerated slice by slice from the case's seed, so no second copy
-    of the table is kept through the timed phases.
+    The pretrained rows are read (from ``tables``) or regenerated from the case's seed slice by
+    slice, so no second copy of the table is kept through the timed phases.
     """
     merged = module.merged_weight()
     frozen = ~module.trainable_mask
-    for first, chunk in weight_chunks(case):
+    for first, chunk in weight_chunks(case) if tables is None else tables.chunks(case):
         rows = slice(first, first + chunk.shape[0])
         if not frozen_rows_identical(chunk, merged[rows], ~frozen[rows]):
             return False
@@ -160,10 +169,12 @@ def measure_case(
     case: BenchmarkCase,
     policy: RoundsPolicy,
     threads: int | None = None,
+    tables: TableFiles | None = None,
 ) -> dict:
     """Everything measured for ``case`` in this process (call it in a fresh one).
 
-    ``threads``: intra-op threads to use (None: torch's default). Keys: ``benchmarks`` (phase ->
+    ``threads``: intra-op threads to use (None: torch's default); ``tables``: the run's drawn
+    tables (None: draw the case's here). Keys: ``benchmarks`` (phase ->
     pytest-benchmark entry), ``peak_bytes``, ``peak_method``, ``persistent_bytes`` (after the
     last step: gradients and optimizer state exist), ``frozen_rows_identical``, ``threads``.
     """
@@ -174,7 +185,7 @@ def measure_case(
     build_training(approach, tiny_case(case, 64, 4, case.device)).step()
     meter = PeakMeter(case.device)
     meter.start()
-    training = build_training(approach, case)
+    training = build_training(approach, case, tables)
     meter.reset()
     synchronize = torch.cuda.synchronize if case.device.startswith("cuda") else None
     group = case.label().removeprefix(f"{case.approach}-")
@@ -195,6 +206,6 @@ def measure_case(
         "peak_bytes": meter.peak_bytes(),
         "peak_method": meter.method,
         "persistent_bytes": persistent_bytes(training.module, training.optimizer),
-        "frozen_rows_identical": frozen_rows_kept(training.module, case),
+        "frozen_rows_identical": frozen_rows_kept(training.module, case, tables),
         "threads": torch.get_num_threads(),
     }
