@@ -37,10 +37,10 @@ from bench.perf.cases import (
 )
 from bench.perf.command import run_benchmarks
 from bench.perf.ddp import ddp_cases, measured_row, skip_reason
-from bench.perf.measure import build_training, estimate_memory, frozen_rows_kept
+from bench.perf.measure import build_training, estimate_memory, frozen_rows_kept, measure_case
 from bench.perf.memory import persistent_bytes, transient_bytes
 from bench.perf.tables import TableFiles
-from bench.perf.timing import RoundsPolicy, time_phase
+from bench.perf.timing import Marks, RoundsPolicy, phase_entry, time_phase
 from impls.base import UnsupportedOption
 from impls.split import Split
 
@@ -219,6 +219,39 @@ def test_time_phase_runs_probe_warmup_and_rounds_with_setup_before_each_call():
     assert entry["stats"]["rounds"] == len(entry["stats"]["data"]) == 4
     assert entry["name"] == "step[x]" and entry["extra_info"] == {"phase": "step"}
     assert {"median", "iqr", "q1", "q3"} <= set(entry["stats"])
+
+
+def test_marks_time_the_phases_inside_the_timed_calls_only():
+    policy = RoundsPolicy(phase_budget_s=1.0, min_rounds=3, max_rounds=3, warmup_rounds=1)
+    marks = Marks()
+
+    def call() -> None:
+        marks.mark()
+        time.sleep(0.002)
+        marks.mark()
+
+    entry = time_phase(
+        call, name="step[x]", group="step x", extra_info={}, policy=policy, marks=marks
+    )
+    assert len(marks.calls) == 1 + 1 + 3  # probe, warm-up, rounds: each marked anew
+    spans = marks.spans(0, 1, calls=3)
+    inner = phase_entry(entry, spans, name="forward[x]", group="forward x", extra_info={"p": 1})
+    assert inner["stats"]["data"] == spans and inner["stats"]["rounds"] == 3
+    assert inner["name"] == "forward[x]" and inner["fullname"].endswith("::forward[x]")
+    assert all(s <= t for s, t in zip(spans, entry["stats"]["data"], strict=True))
+    with pytest.raises(ValueError, match="first, last"):
+        marks.spans(0, 2, calls=3)
+    with pytest.raises(ValueError, match="calls"):
+        marks.spans(0, 1, calls=6)
+
+
+def test_each_timed_step_gives_forward_then_backward_within_it():
+    entries = measure_case(resolve("split"), small_case(), SMOKE.rounds)["benchmarks"]
+    assert list(entries) == ["forward", "forward_backward", "step"]
+    forward, backward, step = (entries[p]["stats"]["data"] for p in entries)
+    assert len(forward) == len(backward) == len(step) == SMOKE.rounds.min_rounds
+    for f, b, s in zip(forward, backward, step, strict=True):
+        assert 0 < f < b < s, (f, b, s)
 
 
 # --- isolation ----------------------------------------------------------------------------------

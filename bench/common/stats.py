@@ -12,11 +12,17 @@ from collections.abc import Sequence
 from pytest_benchmark.stats import Stats
 
 
-def time_summary(seconds: Sequence[float]) -> dict[str, float | int]:
-    """``median_s``, ``iqr_s`` and ``rounds`` of ``seconds``, as result rows name them."""
+def time_stats(seconds: Sequence[float]) -> Stats:
+    """pytest-benchmark's statistics of ``seconds`` (at least one)."""
     if not seconds:
         raise ValueError("seconds: expected at least one timing, got none")
     stats = Stats()
     for value in seconds:
         stats.update(float(value))
+    return stats
+
+
+def time_summary(seconds: Sequence[float]) -> dict[str, float | int]:
+    """``median_s``, ``iqr_s`` and ``rounds`` of ``seconds``, as result rows name them."""
+    stats = time_stats(seconds)
     return {"median_s": stats.median, "iqr_s": stats.iqr, "rounds": stats.rounds}

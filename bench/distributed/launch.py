@@ -182,12 +182,17 @@ class _Pair:
                 lines.append(f"  rank {rank} finished: {result.error or 'ok'}")
                 continue
             lines.append(f"  rank {rank} did not finish; its stack, innermost first:")
-            stack = (self.workdir / f"stack.{rank}").read_text(errors="replace").strip()
+            stack = _text_if_written(self.workdir / f"stack.{rank}")
             frames = [f.strip() for f in stack.splitlines() if f.strip().startswith("File")]
             lines.extend("    " + f for f in frames[:STACK_FRAMES] or ["(not available)"])
-            stderr = (self.workdir / f"stderr.{rank}").read_text(errors="replace").strip()
+            stderr = _text_if_written(self.workdir / f"stderr.{rank}")
             lines.extend("    stderr: " + line for line in stderr.splitlines()[-5:])
         return RanksResult(self.labels[index], list(ranks), failure="\n".join(lines))
+
+
+def _text_if_written(path: Path) -> str:
+    """What a rank wrote to ``path``; nothing if it died before writing (it may never start)."""
+    return path.read_text(errors="replace").strip() if path.exists() else ""
 
 
 def _result_path(workdir: Path, index: int, rank: int) -> Path:

@@ -4,12 +4,16 @@
 case; :func:`estimate_memory` runs in the parent before that process is started. Both build the case
 through :func:`build_training`, so the estimate sees exactly what the measurement will allocate.
 
-The phases are the training loop of docs/design.md, cut at three places: ``forward`` (the lookup,
-with autograd recording as in training), ``forward_backward`` (gradients zeroed untimed before each
-call) and ``step`` (``zero_grad``, forward, backward, ``optimizer.step``, and whatever the approach
-registered through ``attach``). The loss is the output weighted by
-:func:`bench.perf.cases.loss_coefficients` and summed. Each call looks up the next of the case's
-batches (switched untimed, in the setup), so no call finds the previous call's rows in the cache.
+The phases are the training loop of docs/design.md, cut at three places: ``step`` (``zero_grad``,
+forward, backward, ``optimizer.step``, and whatever the approach registered through ``attach``),
+and inside each timed step ``forward`` (the lookup, with autograd recording as in training) and
+``forward_backward`` (forward, loss and backward; ``zero_grad`` not included). All three come from
+the same timed steps: timing each phase in calls of its own cost three times the calls, and a
+slow approach's 400,000-row step (1.2-1.7 s with AdamW) was most of ``bench run``'s time. On CUDA
+each mark synchronises, so a phase's time includes the kernels it queued. The loss is the output
+weighted by :func:`bench.perf.cases.loss_coefficients` and summed. Each call looks up the next of
+the case's batches (switched untimed, in the setup), so no call finds the previous call's rows in
+the cache.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.implementations import Implementation
 from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
+from bench.common.schema import STEP_PHASE
 from bench.perf.cases import (
     PHASES,
     BenchmarkCase,
@@ -41,7 +46,7 @@ from bench.perf.memory import (
     transient_bytes,
 )
 from bench.perf.tables import TableFiles
-from bench.perf.timing import RoundsPolicy, time_phase
+from bench.perf.timing import Marks, RoundsPolicy, phase_entry, time_phase
 
 TINY_TOKENS = 32
 
@@ -68,30 +73,25 @@ class Training:
     def forward(self) -> Tensor:
         return (self.module if self.model is None else self.model)(self.ids)
 
-    def forward_backward(self) -> None:
-        loss = (self.forward() * self.coefficients).sum()
+    def step(self, mark: Callable[[], None] = lambda: None) -> None:
+        """``zero_grad``, forward, backward, optimizer step; ``mark()`` after each of the first
+        three, so one timed step also gives the forward and forward+backward times."""
+        self.zero_grad()
+        mark()
+        out = self.forward()
+        mark()
+        loss = (out * self.coefficients).sum()
         if loss.requires_grad:  # freeze_all has nothing to differentiate
             loss.backward()
+        mark()
+        (self.optimizer.step if self.optimizer_step is None else self.optimizer_step)()
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()
 
-    def step(self) -> None:
-        self.zero_grad()
-        self.forward_backward()
-        (self.optimizer.step if self.optimizer_step is None else self.optimizer_step)()
 
-    def next_batch_and_zero_grad(self) -> None:
-        self.next_batch()
-        self.zero_grad()
-
-    def phases(self) -> dict[str, tuple]:
-        """Phase name -> (timed call, untimed setup before each call)."""
-        return {
-            "forward": (self.forward, self.next_batch),
-            "forward_backward": (self.forward_backward, self.next_batch_and_zero_grad),
-            "step": (self.step, self.next_batch),
-        }
+PHASE_MARKS = {"forward": (0, 1), "forward_backward": (0, 2)}
+"""The phases timed inside each step, as the marks (:meth:`Training.step`) they lie between."""
 
 
 def build_training(
@@ -189,18 +189,30 @@ def measure_case(
     meter.reset()
     synchronize = torch.cuda.synchronize if case.device.startswith("cuda") else None
     group = case.label().removeprefix(f"{case.approach}-")
-    benchmarks = {}
-    for phase in PHASES:
-        target, setup = training.phases()[phase]
-        benchmarks[phase] = time_phase(
-            target,
-            name=f"{phase}[{case.label()}]",
-            group=f"{phase} {group}",
-            extra_info={**case.description(), "phase": phase},
-            policy=policy,
-            setup=setup,
-            synchronize=synchronize,
-        )
+    marks = Marks(synchronize)
+    entries = {
+        phase: {
+            "name": f"{phase}[{case.label()}]",
+            "group": f"{phase} {group}",
+            "extra_info": {**case.description(), "phase": phase},
+        }
+        for phase in PHASES
+    }
+    step = time_phase(
+        lambda: training.step(marks.mark),
+        **entries[STEP_PHASE],
+        policy=policy,
+        setup=training.next_batch,
+        synchronize=synchronize,
+        marks=marks,
+    )
+    rounds = step["stats"]["rounds"]
+    benchmarks = {
+        phase: step
+        if phase == STEP_PHASE
+        else phase_entry(step, marks.spans(*PHASE_MARKS[phase], calls=rounds), **entries[phase])
+        for phase in PHASES
+    }
     return {
         "benchmarks": benchmarks,
         "peak_bytes": meter.peak_bytes(),

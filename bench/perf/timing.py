@@ -9,13 +9,17 @@ Rounds come from one probe call: a phase gets as many rounds as fit in the polic
 clamped to ``[min_rounds, max_rounds]``, so a one-second step is timed a few times and a
 millisecond lookup many times. The probe also does the first-touch work (optimizer state, page
 faults) that no round should see; ``warmup_rounds`` more untimed calls follow inside ``pedantic``.
+
+A timed call may mark where its own phases end (:class:`Marks`); :func:`phase_entry` turns the
+spans between two marks of the timed rounds into an entry of the same layout, so one series of
+training steps times the forward and the backward too.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.utils import NameWrapper, get_commit_info
 
 from bench.common.results import write_atomic
-from bench.common.stats import time_summary
+from bench.common.stats import time_stats, time_summary
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,49 @@ class RoundsPolicy:
         return max(self.min_rounds, min(self.max_rounds, fitting))
 
 
+FULLNAME_PREFIX = "bench/perf/command.py::"
+"""What a pytest node id would hold before the benchmark's name."""
+
+
 @dataclass(frozen=True)
 class _Node:
     """The two attributes of a pytest item that ``BenchmarkFixture`` reads."""
 
     name: str
     nodeid: str
+
+
+class Marks:
+    """Times marked inside each timed call: ``mark()`` at every boundary between its phases.
+
+    ``synchronize`` (e.g. ``torch.cuda.synchronize``) runs before each mark, so a span counts the
+    GPU work queued in it.
+    """
+
+    def __init__(self, synchronize: Callable[[], None] | None = None):
+        self.synchronize = synchronize
+        self.calls: list[list[float]] = []
+
+    def start_call(self) -> None:
+        self.calls.append([])
+
+    def mark(self) -> None:
+        if self.synchronize is not None:
+            self.synchronize()
+        self.calls[-1].append(time.perf_counter())
+
+    def spans(self, first: int, last: int, *, calls: int) -> list[float]:
+        """Seconds from mark ``first`` to mark ``last`` in each of the last ``calls`` calls (the
+        timed rounds: the probe and the warm-up calls come before them)."""
+        if not 0 < calls <= len(self.calls):
+            raise ValueError(f"calls: expected 1 to {len(self.calls)} marked calls, got {calls}")
+        timed = self.calls[-calls:]
+        if any(len(marks) <= max(first, last) for marks in timed):
+            raise ValueError(
+                f"first, last: expected marks a timed call made, got {first}, {last} "
+                f"(calls made {sorted({len(marks) for marks in timed})} marks)"
+            )
+        return [marks[last] - marks[first] for marks in timed]
 
 
 def time_phase(
@@ -65,14 +106,18 @@ def time_phase(
     policy: RoundsPolicy,
     setup: Callable[[], None] | None = None,
     synchronize: Callable[[], None] | None = None,
+    marks: Marks | None = None,
 ) -> dict:
     """Time ``target`` with ``BenchmarkFixture.pedantic``; pytest-benchmark's JSON entry.
 
     ``setup`` runs untimed before every call (e.g. ``zero_grad``); ``synchronize`` (e.g.
-    ``torch.cuda.synchronize``) runs inside the timed call so queued GPU work is counted.
+    ``torch.cuda.synchronize``) runs inside the timed call so queued GPU work is counted;
+    ``marks``: where ``target`` marks its phases, started anew for every call.
     """
 
     def timed() -> None:
+        if marks is not None:
+            marks.start_call()
         target()
         if synchronize is not None:
             synchronize()
@@ -85,7 +130,7 @@ def time_phase(
 
     collected = []
     fixture = BenchmarkFixture(
-        _Node(name, f"bench/perf/command.py::{name}"),
+        _Node(name, f"{FULLNAME_PREFIX}{name}"),
         disable_gc=False,
         timer=NameWrapper(time.perf_counter),
         min_rounds=rounds,
@@ -108,6 +153,22 @@ def time_phase(
     fixture.extra_info.update(extra_info)
     fixture.pedantic(timed, setup=setup, rounds=rounds, warmup_rounds=policy.warmup_rounds)
     return collected[0].as_dict(include_data=True)
+
+
+def phase_entry(
+    timed: dict, seconds: Sequence[float], *, name: str, group: str, extra_info: dict
+) -> dict:
+    """An entry like ``timed`` (from :func:`time_phase`) for a phase inside its calls:
+    pytest-benchmark's statistics of ``seconds``, one span per timed round."""
+    stats = time_stats(seconds)
+    return {
+        **timed,
+        "name": name,
+        "fullname": f"{FULLNAME_PREFIX}{name}",
+        "group": group,
+        "extra_info": extra_info,
+        "stats": {**stats.as_dict(), "data": list(seconds), "iterations": 1},
+    }
 
 
 def summary(entry: dict) -> dict:
