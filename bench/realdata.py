@@ -26,7 +26,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +36,10 @@ from torch import Tensor, nn
 
 from bench.common.environment import environment
 from bench.common.frozen_rows import frozen_rows_identical
-from bench.common.implementations import add_approaches_argument, default_names, resolve
 from bench.common.results import ResultsFile
 from bench.common.schema import REALDATA, record
 from bench.common.text import error_text, positive_int
+from bench.implementations import Implementation, add_approaches_argument, chosen
 from impls.base import UnsupportedOption
 from impls.vectors import EmbeddingInputs, load_vectors, read_vectors
 
@@ -161,7 +161,9 @@ def batch_tensors(
     return ids, torch.tensor([label for label, _ in examples])
 
 
-def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dict:
+def train_approach(
+    implementation: Implementation, workload: Workload, epochs: int, seed: int
+) -> dict:
     """Train one approach on the shared workload; the realdata.json record for it.
 
     An approach that refuses the workload even without ``padding_idx``, or a black box that
@@ -169,9 +171,8 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
     ``error``: what it does on real data is a finding too.
     """
     inputs = workload.inputs
-    approach = resolve(name)
     settings = {
-        "approach": name,
+        "approach": implementation.name,
         "pretrained_rows": inputs.found,
         "new_rows": int(inputs.trainable.sum()),
         "epochs": epochs,
@@ -187,20 +188,20 @@ def train_approach(name: str, workload: Workload, epochs: int, seed: int) -> dic
     }
     refused = None
     try:
-        embedding = approach.from_pretrained(
+        embedding = implementation.from_pretrained(
             inputs.weight, inputs.trainable, padding_idx=inputs.padding_idx
         )
     except UnsupportedOption as refusal:
         refused = str(refusal)
         try:
-            embedding = approach.from_pretrained(inputs.weight, inputs.trainable)
+            embedding = implementation.from_pretrained(inputs.weight, inputs.trainable)
         except UnsupportedOption as second:
             refused = f"{refused}; without padding_idx: {second}"
             return record(REALDATA, **settings, refused=refused)
     try:
         measured = _train(embedding, workload, epochs, seed)
     except Exception as error:
-        if not approach.black_box:
+        if not implementation.black_box:
             raise
         return record(REALDATA, **settings, refused=refused, error=error_text(error))
     return record(REALDATA, **settings, **measured, refused=refused)
@@ -257,12 +258,15 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def run_workload(approaches: list[str], epochs: int, seed: int = 0) -> Iterator[dict]:
-    """One record per approach, all trained on the same workload, each yielded as it finishes."""
+def run_workload(
+    implementations: Sequence[Implementation], epochs: int, seed: int = 0
+) -> Iterator[dict]:
+    """One record per implementation, all trained on the same workload, each yielded as it
+    finishes."""
     with one_thread():
         workload = build_workload(seed)
-        for name in approaches:
-            yield train_approach(name, workload, epochs, seed)
+        for implementation in implementations:
+            yield train_approach(implementation, workload, epochs, seed)
 
 
 def format_table(records: list[dict]) -> str:
@@ -299,8 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     with ResultsFile(args.out / REALDATA.filename, key=REALDATA.key, resume=False) as results:
-        approaches = args.approaches or default_names()
-        for finished in run_workload(approaches, args.epochs, args.seed):
+        for finished in run_workload(chosen(args.approaches), args.epochs, args.seed):
             results.append(finished)
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")

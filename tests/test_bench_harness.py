@@ -18,10 +18,10 @@ from torch import nn
 
 import impls
 from bench.__main__ import main as bench_main
-from bench.common.implementations import resolve
 from bench.common.load import ATTEMPTS, BUSY_CORES, SPREAD, busy_cores, is_noisy, spread
 from bench.common.peak_memory import PeakMeter
 from bench.common.processes import IsolatedFailure, run_isolated
+from bench.implementations import resolve
 from bench.peers.peft_trainable_tokens import PeftTrainableTokens
 from bench.perf.bound import bound_bytes, bound_fields
 from bench.perf.cases import (
@@ -53,6 +53,10 @@ SCHEMA_KEYS = {
     "frozen_rows_identical", "env",
 }  # fmt: skip
 """The keys of results.json that other tools read: an interface the schema must keep."""
+
+
+def implementations(names: list[str]) -> list:
+    return [resolve(name) for name in names]
 
 
 def small_case(**changes) -> BenchmarkCase:
@@ -293,7 +297,7 @@ def read_rows(out) -> list[dict]:
 
 
 def test_a_tiny_memory_budget_skips_every_case_with_the_estimate_as_reason(tmp_path):
-    run = run_benchmarks(SMOKE, ["split"], ["cpu"], tmp_path, memory_budget=1_000)
+    run = run_benchmarks(SMOKE, implementations(["split"]), ["cpu"], tmp_path, memory_budget=1_000)
     rows = read_rows(tmp_path)
     assert rows and {r["status"] for r in rows} == {"skipped"}
     assert all(r["reason"].startswith("estimated ") and "budget" in r["reason"] for r in rows)
@@ -306,21 +310,21 @@ def test_a_tiny_memory_budget_skips_every_case_with_the_estimate_as_reason(tmp_p
 def test_a_failing_case_is_recorded_and_the_run_goes_on_and_retries_it(tmp_path, monkeypatch):
     monkeypatch.setitem(impls.APPROACHES, OutOfMemoryAtScale.name, OutOfMemoryAtScale)
     approaches = [OutOfMemoryAtScale.name, "split"]
-    first = run_benchmarks(SMOKE, approaches, ["cpu"], tmp_path)
+    first = run_benchmarks(SMOKE, implementations(approaches), ["cpu"], tmp_path)
     rows = read_rows(tmp_path)
     failed = [r for r in rows if r["approach"] == OutOfMemoryAtScale.name]
     assert failed and {r["status"] for r in failed} == {"failed"}
     assert all("OutOfMemoryError: simulated" in r["reason"] for r in failed)
     assert {r["status"] for r in rows if r["approach"] == "split"} == {"ok"}
-    again = run_benchmarks(SMOKE, approaches, ["cpu"], tmp_path)
+    again = run_benchmarks(SMOKE, implementations(approaches), ["cpu"], tmp_path)
     assert len(again.outcomes["failed"]) == len(first.outcomes["failed"])  # failed: tried again
     assert len(again.outcomes["resumed"]) == len(first.outcomes["ok"])  # ok: kept
 
 
 def test_a_resumed_run_measures_only_what_is_missing_and_keeps_the_rest(tmp_path):
-    first = run_benchmarks(SMOKE, ["split"], ["cpu"], tmp_path)
+    first = run_benchmarks(SMOKE, implementations(["split"]), ["cpu"], tmp_path)
     before = {json.dumps(r, sort_keys=True) for r in read_rows(tmp_path)}
-    second = run_benchmarks(SMOKE, ["split", "freeze_all"], ["cpu"], tmp_path)
+    second = run_benchmarks(SMOKE, implementations(["split", "freeze_all"]), ["cpu"], tmp_path)
     after = read_rows(tmp_path)
     assert second.outcomes["resumed"] == first.outcomes["ok"]
     assert all(label.startswith("freeze_all-") for label in second.outcomes["ok"])
@@ -516,7 +520,7 @@ def test_rows_record_threads_load_and_noise_and_a_noisy_case_is_measured_again(
 def test_a_quiet_case_is_measured_once(tmp_path, monkeypatch):
     monkeypatch.setattr("bench.perf.command.busy_cores", lambda: 0.0)
     monkeypatch.setattr("bench.perf.command.is_noisy", lambda load, spreads: False)
-    run_benchmarks(SMOKE.only(["headline"]), ["split"], ["cpu"], tmp_path)
+    run_benchmarks(SMOKE.only(["headline"]), implementations(["split"]), ["cpu"], tmp_path)
     rows = [r for r in read_rows(tmp_path) if r["status"] == "ok"]
     assert rows and {(r["attempts"], r["noisy"], r["load_before"]) for r in rows} == {
         (1, False, 0.0)
@@ -528,7 +532,7 @@ def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(tmp_path, monk
     monkeypatch.setattr("bench.perf.command.is_noisy", lambda load, spreads: False)
     point = dataclasses.replace(SMOKE.points[0], sweep="compiled", compile="fullgraph")
     profile = dataclasses.replace(SMOKE, points=(point,))
-    run_benchmarks(profile, ["fused"], ["cpu"], tmp_path)
+    run_benchmarks(profile, implementations(["fused"]), ["cpu"], tmp_path)
     rows = read_rows(tmp_path)
     assert {(r["status"], r["compile"], r["sweep"]) for r in rows} == {
         ("ok", "fullgraph", "compiled")

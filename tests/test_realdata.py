@@ -12,6 +12,7 @@ import pytest
 import impls
 from bench import __main__ as bench_cli
 from bench import realdata
+from bench.implementations import resolve
 from bench.report.sources import REALDATA
 from bench.verify import truth_table as expectations
 
@@ -43,7 +44,10 @@ def outcome_in_truth_table(approach):
 
 @pytest.fixture(scope="module")
 def records():
-    return {r["approach"]: r for r in realdata.run_workload(list(impls.APPROACHES), EPOCHS)}
+    return {
+        r["approach"]: r
+        for r in realdata.run_workload([resolve(n) for n in impls.APPROACHES], EPOCHS)
+    }
 
 
 def test_the_table_here_agrees_with_the_truth_table():

@@ -19,9 +19,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.common.frozen_rows import frozen_rows_identical
-from bench.common.implementations import resolve
 from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
+from bench.implementations import resolve
 
 
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
@@ -94,7 +94,7 @@ def loss_coefficients(seed: int, dim: int) -> Tensor:
 
 
 def build_approach(case: "RankTrainingCase | StepCostCase") -> nn.Module:
-    """The case's approach: any name or MODULE:NAME ``bench.common.implementations`` resolves."""
+    """The case's approach: any name or MODULE:NAME ``bench.implementations`` resolves."""
     weight = initial_weight(case.seed, case.num_rows, case.dim)
     mask = trainable_mask(case.num_rows, case.trainable_ids)
     return resolve(case.approach).from_pretrained(weight, mask, **dict(case.options))

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from bench.common.frozen_rows import bits, changed_frozen_rows
-from bench.common.implementations import resolve
 from bench.common.optimizers import optimizer_spec
 from bench.common.stats import time_summary
 from bench.common.text import check_choice, check_positive_ints
@@ -34,6 +33,7 @@ from bench.distributed.rank import (
     train_case,
     trainable_mask,
 )
+from bench.implementations import resolve
 from impls.validation import as_trainable_mask
 
 WRAPPERS = ("ddp", "fsdp2")

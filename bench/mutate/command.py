@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from bench.common.environment import environment
-from bench.common.implementations import Implementation, resolve
 from bench.common.results import ResultsFile
 from bench.common.schema import (
     CORRECT,
@@ -38,6 +37,7 @@ from bench.common.schema import (
     VIOLATED,
     record,
 )
+from bench.implementations import Implementation, resolve
 from bench.mutate.correct import CORRECT as CORRECT_FACTORIES
 from bench.mutate.faulty import FAULTY as FAULTY_CLASSES
 from bench.report.strength import BLIND_SPOT, Strength

@@ -6,7 +6,7 @@ the verification matrix, the benchmarks and the report show them beside the refe
 as their own group, so the popular recipes are judged by the same evidence.
 
 ``PEERS`` maps each peer's name to its reference ``MODULE:NAME`` (resolved by
-``bench.common.implementations``); it imports nothing, so listing the peers costs nothing.
+``bench.implementations``); it imports nothing, so listing the peers costs nothing.
 """
 
 PEERS: dict[str, str] = {

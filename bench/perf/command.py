@@ -24,17 +24,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench.common.implementations import (
-    Implementation,
-    add_approaches_argument,
-    default_names,
-    resolve,
-)
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
 from bench.common.schema import FAILED, FINISHED, RESULTS, SKIPPED, STEP_PHASE
 from bench.common.text import error_text, positive_int
+from bench.implementations import (
+    Implementation,
+    add_approaches_argument,
+    chosen,
+)
 from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
 from bench.perf.cases import (
     PHASES,
@@ -112,7 +111,7 @@ def device_name(value: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    approaches = args.approaches or default_names()
+    implementations = chosen(args.approaches)
     devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     budget = None if args.memory_budget is None else int(args.memory_budget * (1 << 30))
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the running case's process is killed.
@@ -125,7 +124,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"--{error}", file=sys.stderr)
             return 2
     try:
-        run = run_benchmarks(profile, approaches, devices, Path(args.out), budget, args.threads)
+        run = run_benchmarks(
+            profile, implementations, devices, Path(args.out), budget, args.threads
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(run.describe())
@@ -152,7 +153,7 @@ class RunSummary:
 
 def run_benchmarks(
     profile: BenchmarkProfile,
-    approaches: Sequence[str],
+    implementations: Sequence[Implementation],
     devices: Sequence[str],
     out: Path,
     memory_budget: int | None = None,
@@ -166,8 +167,9 @@ def run_benchmarks(
         tables = TableFiles(Path(folder))
         benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
         finished = results.done(where=lambda r: r["status"] in FINISHED)
-        groups = measurement_groups(profile_cases(profile, approaches, devices))
-        ddp = ddp_cases(profile, approaches) if "cpu" in devices else []
+        by_name = {implementation.name: implementation for implementation in implementations}
+        groups = measurement_groups(profile_cases(profile, list(by_name), devices))
+        ddp = ddp_cases(profile, list(by_name)) if "cpu" in devices else []
         ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
         run = RunSummary(out)
         bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
@@ -182,9 +184,8 @@ def run_benchmarks(
             else:
                 if case.device not in bandwidths:
                     bandwidths[case.device] = _bandwidth(case.device)
-                implementation = resolve(case.approach)
                 measurer = CaseMeasurer(
-                    implementation, profile, bandwidths[case.device], tables, threads
+                    by_name[case.approach], profile, bandwidths[case.device], tables, threads
                 )
                 rows, entries = measurer.measure(group, memory_budget)
                 run.add(rows[0]["status"], case.label())
@@ -218,7 +219,7 @@ def _bandwidth(device: str) -> float | None:
 class CaseMeasurer:
     """Measures one group of identical cases (one point shared by several sweeps)."""
 
-    approach: Implementation
+    implementation: Implementation
     profile: BenchmarkProfile
     bandwidth: float | None
     tables: TableFiles
@@ -228,7 +229,7 @@ class CaseMeasurer:
         """Rows for every case of ``group`` and phase, and the pytest-benchmark entries."""
         case = group[0]
         try:
-            estimate = estimate_memory(self.approach, case)
+            estimate = estimate_memory(self.implementation, case)
         except UnsupportedOption as refusal:
             return self.rows(group, SKIPPED, str(refusal)), []
         except Exception as error:
@@ -279,7 +280,7 @@ class CaseMeasurer:
             load = busy_cores()
             measured = run_isolated(
                 measure_case,
-                self.approach,
+                self.implementation,
                 case,
                 self.profile.rounds,
                 self.threads,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.common.implementations import resolve
 from bench.common.load import busy_cores, is_noisy, spread
 from bench.common.schema import FAILED, SKIPPED
+from bench.implementations import resolve
 from bench.perf.cases import BenchmarkCase, BenchmarkProfile
 from bench.perf.measure import build_training, estimate_memory, tiny_case
 from bench.perf.memory import over_budget

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor
 
 from bench.common.frozen_rows import frozen_rows_identical
-from bench.common.implementations import Implementation
 from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
 from bench.common.schema import STEP_PHASE
+from bench.implementations import Implementation
 from bench.perf.cases import (
     PHASES,
     BenchmarkCase,

@@ -22,12 +22,6 @@ from hypothesis.errors import NoSuchExample, Unsatisfiable
 from tqdm import tqdm
 
 from bench.common.environment import environment
-from bench.common.implementations import (
-    Implementation,
-    add_approaches_argument,
-    default_names,
-    resolve,
-)
 from bench.common.results import ResultsFile
 from bench.common.schema import (
     HOLDS,
@@ -37,6 +31,11 @@ from bench.common.schema import (
     VERIFICATION,
     VIOLATED,
     record,
+)
+from bench.implementations import (
+    Implementation,
+    add_approaches_argument,
+    chosen,
 )
 from bench.verify.counterexample import distributed_reproduction, reproduction
 from bench.verify.judge import judge_case
@@ -332,7 +331,7 @@ def _verify_unfinished(
 
 def main(args: argparse.Namespace) -> int:
     profile = SAMPLING_PROFILES[args.profile]
-    implementations = [resolve(name) for name in args.approaches or default_names()]
+    implementations = chosen(args.approaches)
     names = args.scenarios or list(SCENARIOS)
     for name in names:
         if reason := SCENARIOS[name].available():

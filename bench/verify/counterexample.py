@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.common.implementations import Implementation
 from bench.common.optimizers import OPTIMIZERS
 from bench.common.schema import REFERENCE
+from bench.implementations import Implementation
 from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import Loop, TrainingCase
 
@@ -66,7 +66,7 @@ def reproduction(
         return "\n".join(lines)
     lines = [
         lines[0],
-        "from bench.common.implementations import resolve",
+        "from bench.implementations import resolve",
         "from bench.verify.judge import judge_case",
         "from bench.verify.scenarios import SCENARIOS",
         "from bench.verify.trajectory import TrainingCase",

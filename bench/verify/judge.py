@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import impls
-from bench.common.implementations import Implementation
 from bench.common.optimizers import OPTIMIZERS
 from bench.common.schema import CORE_PROPERTIES, RUNS
 from bench.common.text import error_text
+from bench.implementations import Implementation
 from bench.verify import properties as P
 from bench.verify.scenarios import Scenario
 from bench.verify.trajectory import TrainingCase, approach_factory, ideal_factory, train

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import impls
-from bench.common.implementations import Implementation
 from bench.common.optimizers import OptimizerSpec
 from bench.common.text import error_text
+from bench.implementations import Implementation
 from bench.verify.ideal import IdealEmbedding
 from impls.base import EmbeddingOptions
 

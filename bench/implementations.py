@@ -111,18 +111,23 @@ def default_names() -> list[str]:
     return [*impls.APPROACHES, *PEERS]
 
 
-def approach_argument(value: str) -> str:
-    """argparse ``type=``: a registered name or an importable ``MODULE:NAME``."""
+def chosen(implementations: list[Implementation] | None) -> list[Implementation]:
+    """A command's ``--approaches``, or by default every reference approach and peer."""
+    return implementations or [resolve(name) for name in default_names()]
+
+
+def approach_argument(value: str) -> Implementation:
+    """argparse ``type=``: a registered name or an importable ``MODULE:NAME``, resolved here,
+    once, where the name enters; everything after the parser holds the :class:`Implementation`."""
     try:
-        resolve(value)
+        return resolve(value)
     except BadReference as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    return value
 
 
 def add_approaches_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--approaches NAME|MODULE:NAME ...``, the same for every command; default: every
-    reference approach, then every peer (``None`` stands for that list)."""
+    """``--approaches NAME|MODULE:NAME ...``, the same for every command, parsed into
+    :class:`Implementation` objects; ``None`` (not given) stands for :func:`chosen`'s default."""
     parser.add_argument(
         "--approaches",
         nargs="+",
