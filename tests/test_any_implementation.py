@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from bench.__main__ import main as bench_main
-from bench.common.implementations import BadReference, resolve
 from bench.common.schema import EXTERNAL, HOLDS, PEER, PROPERTIES, RUNS, UNSUPPORTED, VIOLATED
+from bench.implementations import BadReference, resolve
 from bench.verify.command import verify_cell
 from bench.verify.judge import judge_case
 from bench.verify.sampling import SAMPLING_PROFILES

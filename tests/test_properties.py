@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, assume, find, given, settings
 from hypothesis import strategies as st
 
 import impls
-from bench.common.implementations import Implementation, default_names, resolve
 from bench.common.schema import CORE_PROPERTIES, OUTCOMES, RUNS
+from bench.implementations import Implementation, default_names, resolve
 from bench.verify.counterexample import reproduction
 from bench.verify.judge import judge_case
 from bench.verify.sampling import suite_profile

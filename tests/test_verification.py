@@ -13,7 +13,7 @@ import json
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.common.implementations import resolve
+from bench.implementations import resolve
 from bench.verify.command import verify_cell, verify_distributed
 from bench.verify.sampling import SAMPLING_PROFILES
 from bench.verify.scenarios import SCENARIOS
