@@ -14,6 +14,7 @@ import re
 import gensim  # noqa: F401
 import peft  # noqa: F401
 import pytest
+import torch
 import transformers
 
 from bench import __main__ as bench_cli
@@ -203,6 +204,12 @@ def test_command_line_runs_a_case_in_a_fresh_process(tmp_path, monkeypatch, caps
     [
         (["--approaches", "nope"], "invalid choice: 'nope'"),
         (["--profile", "huge"], "invalid choice: 'huge'"),
+        (["--device", "tpu"], "expected cpu, cuda or cuda:N, got 'tpu'"),
+        *(
+            []
+            if torch.cuda.is_available()
+            else [(["--device", "cuda"], "torch.cuda.is_available() is False")]
+        ),
     ],
 )
 def test_command_refuses_bad_arguments(tmp_path, argv, message, capsys):

@@ -9,7 +9,8 @@ import argparse
 import math
 from collections.abc import Collection
 
-BYTE_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+GiB = 2**30
+BYTE_UNITS = (("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10))
 
 
 def error_text(error: BaseException) -> str:

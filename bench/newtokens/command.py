@@ -22,22 +22,27 @@ with its reason and the run goes on.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 import impls
+from bench.common.cli import (
+    add_device_argument,
+    add_memory_budget_argument,
+    budget_bytes,
+    chosen_devices,
+    restricted,
+    sigterm_unwinds,
+)
 from bench.common.environment import environment
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
 from bench.common.schema import FAILED, FINISHED, NEWTOKENS, OK, PEFT_PEER, SKIPPED, record
-from bench.common.text import error_text, format_bytes
+from bench.common.text import GiB, error_text, format_bytes
 from bench.perf.memory import (
-    GiB,
     available_bytes,
     fit_persistent_bytes,
     persistent_bytes,
@@ -73,39 +78,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", nargs="+", metavar="NAME", help="only these models of the profile"
     )
-    parser.add_argument(
-        "--device", nargs="+", choices=["cpu", "cuda"], help="default: cpu, and cuda if present"
-    )
-    parser.add_argument(
-        "--memory-budget",
-        type=float,
-        default=DEFAULT_MEMORY_BUDGET_GIB,
-        metavar="GiB",
-        help="skip a case estimated to need more (default: %(default)s)",
-    )
+    add_device_argument(parser, "train")
+    add_memory_budget_argument(parser, DEFAULT_MEMORY_BUDGET_GIB, f"{DEFAULT_MEMORY_BUDGET_GIB:g}")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def main(args: argparse.Namespace) -> int:
-    profile = PROFILES[args.profile]
-    if args.models:
-        try:
-            profile = profile.only(args.models)
-        except ValueError as error:
-            print(f"--{error}", file=sys.stderr)
-            return 2
-    devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    if "cuda" in devices and not torch.cuda.is_available():
-        print("--device: 'cuda' requested but torch.cuda.is_available() is False", file=sys.stderr)
+    profile = restricted(PROFILES[args.profile], args.models)
+    if profile is None:
         return 2
-    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the running case's process is killed.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
+    with sigterm_unwinds():
         results = run_newtokens(
-            profile, args.approaches, devices, args.out, args.seed, int(args.memory_budget * GiB)
+            profile,
+            args.approaches,
+            chosen_devices(args.device),
+            args.out,
+            args.seed,
+            budget_bytes(args.memory_budget),
         )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")
     return 0

@@ -13,7 +13,6 @@ wrong while measuring (out of memory included) is recorded as ``failed`` and the
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
 from collections import Counter
@@ -21,9 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
+from bench.common.cli import (
+    add_device_argument,
+    add_memory_budget_argument,
+    budget_bytes,
+    chosen_devices,
+    restricted,
+    sigterm_unwinds,
+)
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
@@ -65,13 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="{quick,full}",
         help="quick (default): minutes on 2 cores; full: every sweep point, hours",
     )
-    parser.add_argument(
-        "--device",
-        nargs="+",
-        type=device_name,
-        default=None,
-        help="devices to measure on (default: cpu, and cuda when available)",
-    )
+    add_device_argument(parser, "measure")
     add_approaches_argument(parser, "approaches to benchmark")
     parser.add_argument(
         "--sweeps",
@@ -90,45 +90,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "each row as threads",
     )
     parser.add_argument("--out", default="reports", help="output directory (default: reports)")
-    parser.add_argument(
-        "--memory-budget",
-        type=float,
-        default=None,
-        metavar="GIB",
-        help="skip cases estimated above this many GiB (default: memory available at each case)",
-    )
-
-
-def device_name(value: str) -> str:
-    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where torch sees a GPU."""
-    if value != "cpu" and value != "cuda" and not value.startswith("cuda:"):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {value!r}")
-    if value.startswith("cuda") and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(
-            f"{value!r} requested but torch.cuda.is_available() is False on this machine"
-        )
-    return value
+    add_memory_budget_argument(parser, None, "the memory available at each case")
 
 
 def main(args: argparse.Namespace) -> int:
-    implementations = chosen(args.approaches)
-    devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    budget = None if args.memory_budget is None else int(args.memory_budget * (1 << 30))
-    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the running case's process is killed.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    profile = PROFILES[args.profile]
-    if args.sweeps:
-        try:
-            profile = profile.only(args.sweeps)
-        except ValueError as error:
-            print(f"--{error}", file=sys.stderr)
-            return 2
-    try:
+    profile = restricted(PROFILES[args.profile], args.sweeps)
+    if profile is None:
+        return 2
+    with sigterm_unwinds():
         run = run_benchmarks(
-            profile, implementations, devices, Path(args.out), budget, args.threads
+            profile,
+            chosen(args.approaches),
+            chosen_devices(args.device),
+            Path(args.out),
+            budget_bytes(args.memory_budget),
+            args.threads,
         )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(run.describe())
     return 0
 

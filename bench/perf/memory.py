@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from bench.common.text import format_bytes
 
-GiB = 1 << 30
 PROC_MEMINFO = Path("/proc/meminfo")
 TRANSIENT_TABLES = 3
 TRANSIENT_ACTIVATIONS = 5
