@@ -23,9 +23,13 @@ rows neither decay nor keep moving on their momentum). It equals ``split`` with 
 SparseAdam. Its size h is known only from the data, so this one path selects by mask (a host
 synchronisation on CUDA) — and torch.compile does not trace sparse gradients anyway.
 On CUDA ``index_add`` sums repeated ids with atomics (in no fixed order).
+torch.compile: the lookup is one opaque operator, :func:`impls.compact_op.compact_lookup`
+(``torch.library.custom_op`` with a fake kernel and its autograd), so the compiled step runs the
+compact eager kernel instead of tracing the fixed-shape Function over all T tokens.
 torch.func: the Function is in the ``setup_context`` form, with a generated vmap rule and a
 ``jvp``, so ``vmap``, ``grad`` and ``jvp`` work. Dynamo refuses to trace a Function that defines
-``jvp``, so under ``torch.compile`` the same Function without it is applied.
+``jvp``, so under ``torch.compile`` the same Function without it serves what the operator does
+not (``sparse=True``, a frozen buffer that requires a gradient).
 Options: as ``split`` (same buffers, parameter and state-dict keys, so checkpoints move between
 the two): ``max_norm`` renormalises looked-up trainable rows in place and frozen rows only in the
 copy; ``padding_idx`` zeroes the gradient of tokens on a trainable padding row;
@@ -44,6 +48,7 @@ import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 
 from .base import EmbeddingOptions, UnsupportedOption
+from .compact_op import NO_PADDING, compact_lookup, trainable_gradient
 from .split import Split
 from .validation import values_are_free_to_read
 
@@ -84,8 +89,14 @@ class TrainableOverwrite(torch.autograd.Function):
         (local,) = ctx.saved_tensors
         grad_trainable = grad_frozen = None
         if ctx.needs_input_grad[0]:
+            o = ctx.options
             grad_trainable = trainable_gradient(
-                grad_out, local, ctx.num_trainable, ctx.options, ctx.local_padding_idx
+                grad_out,
+                local,
+                ctx.num_trainable,
+                ctx.local_padding_idx,
+                o.scale_grad_by_freq,
+                o.sparse,
             )
         if ctx.needs_input_grad[1]:  # only if someone differentiates the frozen buffer itself
             hit = (local >= 0).unsqueeze(-1)
@@ -108,35 +119,6 @@ class TrainableOverwriteWithJvp(TrainableOverwrite):
         trained = torch.zeros_like(frozen) if trained is None else trained
         frozen = torch.zeros_like(trained) if frozen is None else frozen
         return torch.where((local >= 0).unsqueeze(-1), trained, frozen)
-
-
-def trainable_gradient(
-    grad_out: Tensor,
-    local: Tensor,
-    num_trainable: int,
-    options: EmbeddingOptions,
-    local_padding_idx: int | None,
-) -> Tensor:
-    """The ``(n, D)`` gradient ``F.embedding`` would give the trainable rows for these tokens.
-
-    Out-of-place throughout, so the generated vmap rule can batch it.
-    """
-    rows = local.clamp(min=0)
-    kept = local >= 0
-    if local_padding_idx is not None:
-        kept = kept & (local != local_padding_idx)
-    shape = (num_trainable, grad_out.shape[-1])
-    if options.sparse:
-        # Only rows the batch looks up may appear, or SparseAdam would move the others, so the
-        # sparse gradient's size comes from the data: the one selection by mask in this module.
-        return torch.sparse_coo_tensor(
-            rows[kept].unsqueeze(0), grad_out[kept], shape, check_invariants=False
-        )
-    grad_rows = torch.where(kept.unsqueeze(-1), grad_out, torch.zeros_like(grad_out))
-    if options.scale_grad_by_freq:
-        counts = grad_out.new_zeros(num_trainable).index_add(0, rows, kept.to(grad_out.dtype))
-        grad_rows = grad_rows / counts.index_select(0, rows).clamp(min=1).unsqueeze(-1)
-    return grad_out.new_zeros(shape).index_add(0, rows, grad_rows)
 
 
 class CompactOverwrite(torch.autograd.Function):
@@ -168,8 +150,8 @@ class CompactOverwrite(torch.autograd.Function):
                 grad_out.index_select(0, positions),
                 rows,
                 ctx.num_trainable,
-                ctx.options,
                 ctx.local_padding_idx,
+                ctx.options.scale_grad_by_freq,
             )
         if ctx.needs_input_grad[1]:
             grad_frozen = grad_out.index_fill(0, positions, 0)
@@ -189,6 +171,24 @@ class Fused(Split):
                 "gradient scaled by frequency"
             )
         super().__init__(weight, trainable_mask, options)
+
+    def looked_up_rows(self, flat: Tensor, local: Tensor) -> Tensor:
+        """Under ``torch.compile``, one opaque :func:`impls.compact_op.compact_lookup` (the eager
+        kernel, not the fixed-shape Function traced); elsewhere as ``split``."""
+        o = self.options
+        if torch.compiler.is_compiling() and not o.sparse and not self.frozen_weight.requires_grad:
+            pad = NO_PADDING if self.local_padding_idx is None else self.local_padding_idx
+            return compact_lookup(
+                self.frozen_weight,
+                flat,
+                local,
+                self.trainable_weight,
+                o.max_norm,
+                o.norm_type,
+                pad,
+                o.scale_grad_by_freq,
+            )
+        return super().looked_up_rows(flat, local)
 
     def overwrite_trainable_tokens(self, frozen_rows: Tensor, local: Tensor) -> Tensor:
         weight = self.trainable_weight  # a Parameter, or functional_call's tensor in its place

@@ -64,15 +64,26 @@ class Split(PartiallyFrozenEmbedding):
     def lookup(self, ids: Tensor) -> Tensor:
         flat = ids.reshape(-1)
         o = self.options
-        out = renormed(self.frozen_weight.index_select(0, flat), o.max_norm, o.norm_type)
         if self.num_trainable:
             local = self.local_index.index_select(0, flat)
             if o.max_norm is not None:
                 renorm_looked_up_rows_(
                     self.trainable_weight, local.clamp(min=0), local >= 0, o.max_norm, o.norm_type
                 )
-            out = self.overwrite_trainable_tokens(out, local)
+            out = self.looked_up_rows(flat, local)
+        else:
+            out = self.frozen_rows(flat)
         return out.view(*ids.shape, self.embedding_dim)
+
+    def frozen_rows(self, flat: Tensor) -> Tensor:
+        """The frozen buffer's rows for the flat ids, rescaled as ``max_norm`` asks."""
+        o = self.options
+        return renormed(self.frozen_weight.index_select(0, flat), o.max_norm, o.norm_type)
+
+    def looked_up_rows(self, flat: Tensor, local: Tensor) -> Tensor:
+        """The (T, D) rows of the flat ids, each token whose ``local`` row is not -1 read from
+        the parameter (``max_norm`` has already renormalised the trainable rows looked up)."""
+        return self.overwrite_trainable_tokens(self.frozen_rows(flat), local)
 
     def overwrite_trainable_tokens(self, frozen_rows: Tensor, local: Tensor) -> Tensor:
         """``frozen_rows`` with each token whose ``local`` row is not -1 read from the parameter."""

@@ -268,3 +268,86 @@ def test_the_compact_eager_path_equals_the_fixed_shape_path(padding):
         results.append((out.detach(), trainable.grad))
     assert torch.equal(results[0][0], results[1][0])
     assert torch.allclose(results[0][1], results[1][1])
+
+
+OPERATOR_OPTIONS = [
+    dict(),
+    dict(padding_idx=TRAINABLE_ROW),
+    dict(scale_grad_by_freq=True),
+    dict(max_norm=0.5),
+    dict(padding_idx=FROZEN_ROW, scale_grad_by_freq=True, max_norm=1.0, norm_type=1.0),
+]
+
+
+def operator_arguments(emb, ids: torch.Tensor) -> tuple:
+    """``compact_lookup``'s arguments as ``fused`` passes them under torch.compile."""
+    from impls.compact_op import NO_PADDING
+
+    o = emb.options
+    flat = ids.reshape(-1)
+    pad = NO_PADDING if emb.local_padding_idx is None else emb.local_padding_idx
+    return (
+        emb.frozen_weight,
+        flat,
+        emb.local_index.index_select(0, flat),
+        emb.trainable_weight,
+        o.max_norm,
+        o.norm_type,
+        pad,
+        o.scale_grad_by_freq,
+    )
+
+
+@pytest.mark.parametrize("options", OPERATOR_OPTIONS, ids=str)
+def test_the_compiled_lookup_operator_passes_opcheck(options):
+    """Schema, fake kernel, autograd registration and AOT dispatch of the opaque operator that
+    torch.compile runs (torch.library.opcheck), on a batch mixing frozen and trainable rows."""
+    from impls.compact_op import compact_lookup, compact_lookup_backward
+
+    _, fused = make_pair(**options)
+    arguments = operator_arguments(fused, batch_ids((5, 7)))
+    torch.library.opcheck(compact_lookup, arguments)
+    local, pad, scale = arguments[2], arguments[6], arguments[7]
+    upstream = torch.randn(local.numel(), DIM, generator=torch.Generator().manual_seed(3))
+    backward_arguments = (upstream, local, len(TRAINABLE_IDS), pad, scale)
+    torch.library.opcheck(compact_lookup_backward, backward_arguments)
+
+
+@pytest.mark.parametrize("options", OPERATOR_OPTIONS, ids=str)
+def test_the_compiled_lookup_operator_equals_the_eager_lookup(options):
+    """The operator gives fused's eager output and trainable-row gradient, option by option."""
+    from impls.compact_op import compact_lookup
+
+    ids = batch_ids((5, 7))
+    upstream = torch.randn(35, DIM, generator=torch.Generator().manual_seed(3))
+    _, eager = make_pair(**options)
+    want = eager(ids).reshape(-1, DIM)
+    (want * upstream).sum().backward()
+    _, operated = make_pair(**options)
+    if options.get("max_norm") is not None:  # the lookup renormalises trainable rows first
+        operated(ids)
+        operated.trainable_weight.grad = None
+    got = compact_lookup(*operator_arguments(operated, ids))
+    (got * upstream).sum().backward()
+    assert torch.equal(got, want), f"{options}: output differs"
+    assert torch.allclose(operated.trainable_weight.grad, eager.trainable_weight.grad), (
+        f"{options}: gradient of the trainable rows differs"
+    )
+
+
+def test_compiled_fused_runs_the_opaque_operator():
+    """Under torch.compile(fullgraph=True) the lookup is one rowfreeze::compact_lookup node (the
+    eager kernel), not the fixed-shape Function traced over all T tokens."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    _, fused = make_pair()
+    torch._dynamo.reset()
+    compiled = torch.compile(fused, fullgraph=True, backend=backend)
+    ids = batch_ids((4, 9))
+    assert torch.equal(compiled(ids), fused(ids))
+    targets = [str(node.target) for gm in graphs for node in gm.graph.nodes]
+    assert "rowfreeze.compact_lookup.default" in targets, targets
