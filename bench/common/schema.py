@@ -111,12 +111,14 @@ cases the implementation refused."""
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
-    "optimizer", "sparse", "sweep", "profile", "compile",
+    "optimizer", "sparse", "sweep", "profile", "compile", "process",
 )  # fmt: skip
 """What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
-compiled (``fullgraph``)."""
+compiled (``fullgraph``); ``process`` is null for a case measured in a fresh process of its own,
+``long-lived`` for one timed beside the other approaches in one process."""
 CASE_COLUMNS = (
     "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
+    "process",
 )  # fmt: skip
 """The case fields that tell two benchmark cases apart (``n_trainable`` follows from V and the
 fraction; approach, sweep and profile do not change what is measured)."""
@@ -166,6 +168,7 @@ FINISHED = (OK, SKIPPED)
 HEADLINE_SWEEP, STEP_PHASE = "headline", "step"
 """The sweep and phase of the headline figure: the full training step at the headline case."""
 COMPILED_SWEEP = "compiled"
+LONG_LIVED_SWEEP = "longlived"
 """The headline case again with ``compile`` set, compared with its eager rows."""
 
 REALDATA = ResultFileSchema(

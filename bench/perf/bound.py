@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.perf.cases import BenchmarkCase
+from bench.perf.cases import BenchmarkCase, unique_trainable_tokens
 
 BANDWIDTH_BYTES = 256 << 20
 BANDWIDTH_REPEATS = 9
@@ -93,6 +93,15 @@ def bound_fields(bytes_moved: int | None, bandwidth: float | None, median_s: flo
         "bound_s": bound_s,
         "fraction_of_bound": fraction,
     }
+
+
+def case_bound(
+    case: BenchmarkCase, phase: str, bandwidth: float | None, median_s: float | None = None
+) -> dict:
+    """The bound fields of ``case``'s ``phase`` row (known even when the time is not)."""
+    return bound_fields(
+        bound_bytes(case, phase, unique_trainable_tokens(case)), bandwidth, median_s
+    )
 
 
 def measure_bandwidth(device: str, nbytes: int = BANDWIDTH_BYTES) -> float:

@@ -21,14 +21,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.common.schema import LONG_LIVED_SWEEP, PEFT_PEER
 from bench.perf.timing import RoundsPolicy
 
-SWEEPS = ("headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp")
+SWEEPS = ("headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp", "longlived")
 COMPILE_MODES = ("fullgraph",)
 """How a case's step may be compiled: ``fullgraph`` compiles the module with
 ``torch.compile(fullgraph=True)`` (forward and, through AOTAutograd, backward) and the optimizer
 step with ``torch.compile`` (see :func:`bench.perf.measure.build_training`)."""
 PHASES = ("forward", "forward_backward", "step")
+LONG_LIVED = "long-lived"
+"""``process`` of a case timed in the one process that holds every approach's model
+(:mod:`bench.perf.longlived`); null: a fresh process per case."""
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 HEADLINE = {"V": 400_000, "D": 300, "T": 4_096, "trainable_fraction": 0.01, "optimizer": "adamw"}
@@ -56,6 +60,7 @@ class Point:
     cuda_only: bool = False
     compile: str | None = None
     approaches: tuple[str, ...] | None = None  # None: every approach of the run
+    process: str | None = None
 
     def case(self, approach: str, device: str, profile: str) -> BenchmarkCase:
         return BenchmarkCase(
@@ -71,6 +76,7 @@ class Point:
             sweep=self.sweep,
             profile=profile,
             compile=self.compile,
+            process=self.process,
         )
 
 
@@ -88,6 +94,7 @@ class BenchmarkCase:
     sweep: str
     profile: str
     compile: str | None = None
+    process: str | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -101,6 +108,8 @@ class BenchmarkCase:
             raise ValueError(
                 f"compile: expected None or one of {COMPILE_MODES}, got {self.compile!r}"
             )
+        if self.process not in (None, LONG_LIVED):
+            raise ValueError(f"process: expected None or {LONG_LIVED!r}, got {self.process!r}")
         if not 0 < self.trainable_fraction <= 1:
             raise ValueError(
                 "trainable_fraction: expected a fraction in (0, 1], got "
@@ -129,6 +138,7 @@ class BenchmarkCase:
             f"{self.approach}-{self.device}-{self.dtype}-V{self.V}-D{self.D}-"
             f"f{self.trainable_fraction:g}-T{self.T}-{self.optimizer}-{kind}"
             + (f"-compiled-{self.compile}" if self.compile else "")
+            + (f"-{self.process}" if self.process else "")
         )
 
 
@@ -140,10 +150,13 @@ class BenchmarkProfile:
     case_timeout_s: float
     ddp: Point | None = None
     ddp_steps: int = 5
+    long_lived: Point | None = None
+    long_lived_rounds: int = 5
 
     def only(self, sweeps: Sequence[str]) -> BenchmarkProfile:
-        """This profile restricted to the named sweeps (``ddp`` included or not)."""
-        known = {p.sweep for p in self.points} | ({"ddp"} if self.ddp else set())
+        """This profile restricted to the named sweeps (``ddp`` and ``longlived`` or not)."""
+        known = {p.sweep for p in self.points}
+        known |= {p.sweep for p in (self.ddp, self.long_lived) if p is not None}
         unknown = sorted(set(sweeps) - known)
         if unknown:
             raise ValueError(
@@ -154,6 +167,7 @@ class BenchmarkProfile:
             self,
             points=tuple(p for p in self.points if p.sweep in sweeps),
             ddp=self.ddp if "ddp" in sweeps else None,
+            long_lived=self.long_lived if "longlived" in sweeps else None,
         )
 
 
@@ -167,6 +181,15 @@ def _compiled_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
 
 EXACT = ("split", "fused")
 """The approaches whose step is O(T·D): the ones worth compiling."""
+
+QUICK_LONG_LIVED = ("fused", "split", "concat", "index_copy", PEFT_PEER, "grad_zero")
+"""The quick profile's long-lived sweep: the per-token approaches that keep frozen rows exactly,
+PEFT and the common answer (``grad_zero``); the full profile holds every approach."""
+
+
+def _long_lived_point(approaches: tuple[str, ...] | None) -> Point:
+    """The headline step, default AdamW, of ``approaches`` in one long-lived process."""
+    return Point(LONG_LIVED_SWEEP, **HEADLINE, approaches=approaches, process=LONG_LIVED)
 
 
 def _sweep(sweep: str, base: dict, **varied: Sequence) -> tuple[Point, ...]:
@@ -210,6 +233,7 @@ PROFILES: dict[str, BenchmarkProfile] = {
         rounds=RoundsPolicy(phase_budget_s=0.3, min_rounds=3, max_rounds=20, warmup_rounds=1),
         case_timeout_s=240,
         ddp=Point("ddp", **{**HEADLINE, "V": 20_000}),
+        long_lived=_long_lived_point(QUICK_LONG_LIVED),
     ),
     "full": BenchmarkProfile(
         name="full",
@@ -227,6 +251,8 @@ PROFILES: dict[str, BenchmarkProfile] = {
         case_timeout_s=1_800,
         ddp=Point("ddp", **HEADLINE),
         ddp_steps=10,
+        long_lived=_long_lived_point(None),
+        long_lived_rounds=10,
     ),
     "smoke": BenchmarkProfile(
         name="smoke",
@@ -257,6 +283,24 @@ def profile_cases(
         if device.startswith("cuda") or not (point.cuda_only or point.dtype != "float32")
         for approach in approaches
         if point.approaches is None or approach in point.approaches
+    ]
+
+
+def long_lived_cases(
+    profile: BenchmarkProfile, approaches: Sequence[str], devices: Sequence[str]
+) -> list[list[BenchmarkCase]]:
+    """The long-lived sweep's cases, one list per device (one process each)."""
+    point = profile.long_lived
+    if point is None:
+        return []
+    return [
+        cases
+        for device in devices
+        if (
+            cases := profile_cases(
+                dataclasses.replace(profile, points=(point,)), approaches, [device]
+            )
+        )
     ]
 
 

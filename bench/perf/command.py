@@ -40,19 +40,20 @@ from bench.implementations import (
     add_approaches_argument,
     chosen,
 )
-from bench.perf.bound import BANDWIDTH_BYTES, bound_bytes, bound_fields, measure_bandwidth
+from bench.perf.bound import BANDWIDTH_BYTES, case_bound, measure_bandwidth
 from bench.perf.cases import (
     PHASES,
     PROFILES,
     SWEEPS,
     BenchmarkCase,
     BenchmarkProfile,
+    long_lived_cases,
     measurement_groups,
     profile_cases,
-    unique_trainable_tokens,
 )
 from bench.perf.ddp import PHASE as DDP_PHASE
 from bench.perf.ddp import ddp_cases, ddp_rows
+from bench.perf.longlived import long_lived_rows
 from bench.perf.measure import estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
 from bench.perf.rows import result_row
@@ -144,19 +145,26 @@ def run_benchmarks(
         tables = TableFiles(Path(folder))
         benchmarks = PytestBenchmarkJson(out / "pytest-benchmark.json")
         finished = results.done(where=lambda r: r["status"] in FINISHED)
+
+        def result_keys(case: BenchmarkCase) -> set:
+            return {results.key_of(result_row(case, phase)) for phase in PHASES}
+
         by_name = {implementation.name: implementation for implementation in implementations}
         groups = measurement_groups(profile_cases(profile, list(by_name), devices))
         ddp = ddp_cases(profile, list(by_name)) if "cpu" in devices else []
         ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
+        long_lived = long_lived_cases(profile, list(by_name), devices)
         run = RunSummary(out)
         bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
         progress = tqdm(
-            total=len(groups) + bool(ddp), desc=f"bench run {profile.name}", unit="case"
+            total=len(groups) + len(long_lived) + bool(ddp),
+            desc=f"bench run {profile.name}",
+            unit="case",
         )
         for group in groups:
             case = group[0]
             progress.set_postfix_str(case.label(), refresh=True)
-            if {results.key_of(result_row(c, p)) for c in group for p in PHASES} <= finished:
+            if {key for c in group for key in result_keys(c)} <= finished:
                 run.add("resumed", case.label())
             else:
                 if case.device not in bandwidths:
@@ -168,6 +176,31 @@ def run_benchmarks(
                 run.add(rows[0]["status"], case.label())
                 for row in rows:
                     results.append(row)
+                benchmarks.add(entries)
+            progress.update()
+        for cases in long_lived:
+            progress.set_postfix_str(f"long-lived {cases[0].device}", refresh=True)
+            todo = [c for c in cases if not result_keys(c) <= finished]
+            for case in cases:
+                if case not in todo:
+                    run.add("resumed", case.label())
+            if todo:
+                if todo[0].device not in bandwidths:
+                    bandwidths[todo[0].device] = _bandwidth(todo[0].device)
+                rows, entries = long_lived_rows(
+                    implementations,
+                    todo,
+                    profile.long_lived_rounds,
+                    bandwidth=bandwidths[todo[0].device],
+                    memory_budget=memory_budget,
+                    timeout_s=profile.case_timeout_s * len(todo),
+                    threads=threads,
+                    tables=tables,
+                )
+                for row in rows:
+                    results.append(row)
+                    if row["phase"] == STEP_PHASE:
+                        run.add(row["status"], f"long-lived {row['approach']}")
                 benchmarks.add(entries)
             progress.update()
         if ddp:
@@ -285,5 +318,4 @@ class CaseMeasurer:
         ]
 
     def bound(self, case: BenchmarkCase, phase: str, median_s: float | None = None) -> dict:
-        bytes_moved = bound_bytes(case, phase, unique_trainable_tokens(case))
-        return bound_fields(bytes_moved, self.bandwidth, median_s)
+        return case_bound(case, phase, self.bandwidth, median_s)

@@ -41,6 +41,7 @@ from bench.report.tables import (
     frozen_drift_table,
     headline_table,
     html_table,
+    long_lived_table,
     not_run_table,
     realdata_caption,
     realdata_table,
@@ -118,6 +119,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
             ("not_run_table", not_run_table(results)),
             ("drift_table", frozen_drift_table(results)),
             ("compiled_table", compiled_table(results)),
+            ("long_lived_table", long_lived_table(results)),
         ):
             tables[name] = html_table(table) if not table.empty else ""
     environment = environment_table(sources)
@@ -136,6 +138,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         not_run_table=tables.get("not_run_table", ""),
         drift_table=tables.get("drift_table", ""),
         compiled_table=tables.get("compiled_table", ""),
+        long_lived_table=tables.get("long_lived_table", ""),
         noise_rule=NOISE_RULE,
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.common.schema import COMPILED_SWEEP, OK
+from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, OK
 from bench.report.sources import (
     CASE_COLUMNS,
     describe_case,
@@ -93,6 +93,35 @@ def compiled_table(results: pd.DataFrame) -> pd.DataFrame:
             ),
             "compiled fraction of bound": pairs["fraction_of_bound"].map(format_percent),
             "noisy": (pairs["noisy"].eq(True) | pairs["noisy_eager"].eq(True)).map(noisy_or_not),
+        }
+    )
+
+
+def long_lived_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Each approach's step in the one long-lived process beside its fresh-process step of the
+    same case, fastest long-lived step first, with how many times the fastest it takes."""
+    long_lived = ok_rows(results, LONG_LIVED_SWEEP)
+    fresh = ok_rows(results)
+    fresh = fresh[fresh["compile"].isna() & fresh["process"].isna()]
+    if long_lived.empty:
+        return pd.DataFrame()
+    pairs = long_lived.merge(
+        fresh, on=list(COMPILED_MATCH), how="left", suffixes=("", "_fresh")
+    ).sort_values(["device", "median_s"])
+    fastest = pairs.groupby("device")["median_s"].transform("min")
+    return pd.DataFrame(
+        {
+            "approach": pairs["approach"],
+            "device": pairs["device"],
+            "long-lived step": pairs["median_s"].map(format_seconds),
+            "IQR": pairs["iqr_s"].map(format_seconds),
+            "× fastest": (pairs["median_s"] / fastest).map(lambda ratio: f"{ratio:.1f}×"),
+            "fresh-process step": pairs["median_s_fresh"].map(format_seconds),
+            "fresh IQR": pairs["iqr_s_fresh"].map(format_seconds),
+            "long-lived / fresh": (pairs["median_s"] / pairs["median_s_fresh"]).map(
+                lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
+            ),
+            "noisy": (pairs["noisy"].eq(True) | pairs["noisy_fresh"].eq(True)).map(noisy_or_not),
         }
     )
 

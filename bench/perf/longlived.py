@@ -1,0 +1,249 @@
+"""The long-lived sweep: approaches timed side by side in one process that holds all their models.
+
+Why: every other case runs in a fresh process, which is the honest place for a peak memory but not
+where a user trains. A training process is long-lived and holds other models; its allocator has
+handed out and taken back memory of every size, and its caches hold other tables. A fast path that
+is fast only in a fresh process is not the fast path, so this sweep builds every approach's model
+for one case (the headline, default AdamW) in one process, keeps them all alive, warms each up,
+and then times their steps in interleaved rounds: in each round every approach takes its steps,
+in an order rotated from round to round so that no approach always follows the same one. Each
+approach's rows carry ``process = "long-lived"`` and sit beside its fresh-process rows of the
+same case (``process`` null); the report gives the ratio.
+
+A round gives an approach as many steps as fill :data:`ROUND_S` (at least one), calibrated on its
+warm-up steps, so a 5 ms step and a 1 s step are both timed over several rounds without the slow
+ones dominating the sweep's time. The phases come from marks inside each step, as in
+:mod:`bench.perf.measure`. The memory of all models together is estimated before the process
+starts; an approach that does not fit what is left is skipped with the estimate as its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from bench.common.load import busy_cores, is_noisy, spread
+from bench.common.processes import IsolatedFailure, run_isolated
+from bench.common.schema import FAILED, SKIPPED, STEP_PHASE
+from bench.common.text import error_text
+from bench.implementations import Implementation
+from bench.perf.bound import case_bound
+from bench.perf.cases import PHASES, BenchmarkCase
+from bench.perf.measure import PHASE_MARKS, Training, build_training, estimate_memory, tiny_case
+from bench.perf.memory import MemoryEstimate, over_budget
+from bench.perf.rows import result_row
+from bench.perf.tables import TableFiles
+from bench.perf.timing import Marks, phase_entry, summary
+from impls import UnsupportedOption
+
+ROUND_S = 0.05
+"""Seconds of steps an approach takes per round (at least one step)."""
+WARMUP_STEPS = 2
+
+
+@dataclass
+class LongLivedTiming:
+    """One approach's timed steps in the shared process: seconds per phase, one value per step."""
+
+    approach: str
+    steps_per_round: int
+    seconds: dict[str, list[float]]
+    threads: int
+
+
+def measure_long_lived(
+    implementations: Sequence[Implementation],
+    cases: Sequence[BenchmarkCase],
+    rounds: int,
+    threads: int | None = None,
+    tables: TableFiles | None = None,
+) -> list[LongLivedTiming]:
+    """Time ``cases`` (one per implementation, same point) in this process, interleaved.
+
+    All models are built first and stay alive until every round is done.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if rounds < 1:
+        raise ValueError(f"rounds: expected at least 1, got {rounds}")
+    if len(implementations) != len(cases):
+        raise ValueError(
+            f"implementations, cases: expected one case per implementation, got "
+            f"{len(implementations)} and {len(cases)}"
+        )
+    synchronize = torch.cuda.synchronize if cases[0].device.startswith("cuda") else None
+    build_training(implementations[0], tiny_case(cases[0], 64, 4, cases[0].device)).step()
+    trainings = [
+        build_training(implementation, case, tables)
+        for implementation, case in zip(implementations, cases, strict=True)
+    ]
+    steps_per_round = [_calibrated_steps(training, synchronize) for training in trainings]
+    marks = [Marks(synchronize) for _ in trainings]
+    for round_index in range(rounds):
+        start = round_index % len(trainings)
+        for index in [*range(start, len(trainings)), *range(start)]:
+            training, marked = trainings[index], marks[index]
+            for _ in range(steps_per_round[index]):
+                training.next_batch()
+                marked.start_call()
+                marked.mark()
+                training.step(marked.mark)
+                marked.mark()
+    return [
+        LongLivedTiming(
+            case.approach,
+            steps,
+            {phase: marked.spans(*_PHASE_SPANS[phase], calls=rounds * steps) for phase in PHASES},
+            torch.get_num_threads(),
+        )
+        for case, steps, marked in zip(cases, steps_per_round, marks, strict=True)
+    ]
+
+
+_PHASE_SPANS = {
+    **{phase: (first + 1, last + 1) for phase, (first, last) in PHASE_MARKS.items()},
+    STEP_PHASE: (0, 4),
+}
+"""Marks each phase lies between: a mark before the step (0), the step's own three
+(:meth:`bench.perf.measure.Training.step`, shifted by one) and one after its optimizer step (4),
+so ``step`` spans the whole call, ``zero_grad`` included, as a fresh case's does."""
+
+
+def _calibrated_steps(training: Training, synchronize) -> int:
+    """Warm ``training`` up and return how many steps fill :data:`ROUND_S`."""
+    for _ in range(WARMUP_STEPS):
+        training.next_batch()
+        start = time.perf_counter()
+        training.step()
+        if synchronize is not None:
+            synchronize()
+        step_s = time.perf_counter() - start
+    return max(1, math.floor(ROUND_S / step_s)) if step_s > 0 else 1
+
+
+def long_lived_entry(timing: LongLivedTiming, case: BenchmarkCase, phase: str) -> dict:
+    """A pytest-benchmark entry of ``timing``'s ``phase``, named like a fresh case's."""
+    name = f"{phase}[{case.label()}]"
+    group = f"{phase} {case.label().removeprefix(f'{case.approach}-')}"
+    extra = {**case.description(), "phase": phase, "steps_per_round": timing.steps_per_round}
+    template = {"name": name, "fullname": name, "group": group, "extra_info": extra}
+    return phase_entry(template, timing.seconds[phase], name=name, group=group, extra_info=extra)
+
+
+def long_lived_rows(
+    implementations: Sequence[Implementation],
+    cases: Sequence[BenchmarkCase],
+    rounds: int,
+    *,
+    bandwidth: float | None,
+    memory_budget: int | None,
+    timeout_s: float,
+    threads: int | None = None,
+    tables: TableFiles | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Result rows (every case and phase) and pytest-benchmark entries of one long-lived process.
+
+    Each approach's memory is estimated first; approaches are admitted in order while the models
+    admitted so far, together, fit (``memory_budget``, or what is available); one that refuses
+    the case, or does not fit, is skipped with its reason. A failure of the shared process fails
+    every admitted approach's rows with the same reason.
+    """
+    by_name = {implementation.name: implementation for implementation in implementations}
+    rows: dict[BenchmarkCase, list[dict]] = {}
+    admitted: list[tuple[BenchmarkCase, MemoryEstimate]] = []
+    persistent = transient = 0
+    for case in cases:
+        try:
+            estimate = estimate_memory(by_name[case.approach], case)
+        except UnsupportedOption as refusal:
+            rows[case] = _unmeasured(case, SKIPPED, str(refusal), bandwidth)
+            continue
+        except Exception as error:
+            reason = f"while estimating memory: {error_text(error)}"
+            rows[case] = _unmeasured(case, FAILED, reason, bandwidth)
+            continue
+        needed = persistent + estimate.persistent_bytes + max(transient, estimate.transient_bytes)
+        reason = over_budget(needed, memory_budget, case.device, " with the models before it")
+        if reason is not None:
+            rows[case] = _unmeasured(case, SKIPPED, reason, bandwidth, estimate.total_bytes)
+            continue
+        admitted.append((case, estimate))
+        persistent += estimate.persistent_bytes
+        transient = max(transient, estimate.transient_bytes)
+    entries: list[dict] = []
+    if admitted:
+        admitted_cases = [case for case, _ in admitted]
+        load = busy_cores()
+        try:
+            if tables is not None:
+                tables.ensure(admitted_cases[0])  # one point: every case reads the same table
+            timings = run_isolated(
+                measure_long_lived,
+                [by_name[case.approach] for case in admitted_cases],
+                admitted_cases,
+                rounds,
+                threads,
+                tables,
+                timeout_s=timeout_s,
+            )
+        except Exception as error:  # IsolatedFailure, or the process could not even start
+            reason = str(error) if isinstance(error, IsolatedFailure) else repr(error)
+            for case, estimate in admitted:
+                rows[case] = _unmeasured(case, FAILED, reason, bandwidth, estimate.total_bytes)
+        else:
+            for (case, estimate), timing in zip(admitted, timings, strict=True):
+                case_entries = [long_lived_entry(timing, case, phase) for phase in PHASES]
+                entries += case_entries
+                rows[case] = [
+                    _measured(case, entry, bandwidth, load, estimate.total_bytes, timing.threads)
+                    for entry in case_entries
+                ]
+    return [row for case in cases for row in rows[case]], entries
+
+
+def _measured(
+    case: BenchmarkCase,
+    entry: dict,
+    bandwidth: float | None,
+    load: float | None,
+    estimated: int,
+    threads: int,
+) -> dict:
+    phase = entry["extra_info"]["phase"]
+    timing = summary(entry)
+    timing["tokens_per_s"] = case.T / timing["median_s"]
+    return result_row(
+        case,
+        phase,
+        **timing,
+        **case_bound(case, phase, bandwidth, timing["median_s"]),
+        estimated_bytes=estimated,
+        load_before=load,
+        noisy=is_noisy(load, [spread(timing["median_s"], timing["iqr_s"])]),
+        threads=threads,
+        attempts=1,
+    )
+
+
+def _unmeasured(
+    case: BenchmarkCase,
+    status: str,
+    reason: str,
+    bandwidth: float | None,
+    estimated: int | None = None,
+) -> list[dict]:
+    return [
+        result_row(
+            case,
+            phase,
+            status,
+            reason,
+            estimated_bytes=estimated,
+            **case_bound(case, phase, bandwidth),
+        )
+        for phase in PHASES
+    ]

@@ -1,0 +1,177 @@
+"""The long-lived sweep: every approach's model alive in one process, steps timed in rounds.
+
+What is asserted is the procedure (all models built before any timed step, the round order
+rotated, one value per timed step, phases nested inside their step), the rows it writes beside
+the fresh-process rows, resuming, and that a model that does not fit or a process that fails is
+recorded with its reason. Wall-clock values are the benchmark's business, not the tests'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+import impls
+from bench.implementations import resolve
+from bench.perf import longlived
+from bench.perf.cases import LONG_LIVED, PROFILES, Point, long_lived_cases
+from bench.perf.command import run_benchmarks
+from bench.perf.longlived import measure_long_lived
+from impls.split import Split
+
+SMOKE_POINT = Point(
+    "longlived",
+    V=2_000,
+    D=16,
+    T=64,
+    trainable_fraction=0.01,
+    optimizer="adamw",
+    approaches=("split", "fused", "grad_zero"),
+    process=LONG_LIVED,
+)
+PROFILE = dataclasses.replace(
+    PROFILES["smoke"], points=(), long_lived=SMOKE_POINT, long_lived_rounds=3
+)
+
+
+def cases_of(names: list[str]):
+    (cases,) = long_lived_cases(PROFILE, names, ["cpu"])
+    return cases
+
+
+def test_models_are_all_built_first_then_timed_in_rotated_rounds(monkeypatch):
+    """With one step a round: round r starts at approach r (mod k), and every build comes before
+    the first timed step, so each step runs while every other model is alive."""
+    monkeypatch.setattr(longlived, "ROUND_S", 0.0)
+    events = []
+    build = longlived.build_training
+
+    def recording_build(implementation, case, tables=None):
+        training = build(implementation, case, tables)
+        if case.V == SMOKE_POINT.V:  # not the tiny warm-up build
+            events.append(("build", case.approach))
+            step = training.step
+
+            def recording_step(mark=lambda: None):
+                events.append(("step", case.approach))
+                step(mark)
+
+            training.step = recording_step
+        return training
+
+    monkeypatch.setattr(longlived, "build_training", recording_build)
+    names = ["split", "fused", "grad_zero"]
+    timings = measure_long_lived([resolve(n) for n in names], cases_of(names), rounds=3)
+    builds = [i for i, (kind, _) in enumerate(events) if kind == "build"]
+    assert builds == [0, 1, 2], events
+    timed = [name for kind, name in events[3:] if kind == "step"][len(names) * 2 :]  # warm-ups
+    assert timed == [*names, "fused", "grad_zero", "split", "grad_zero", "split", "fused"]
+    assert [t.steps_per_round for t in timings] == [1, 1, 1]
+
+
+def test_each_timed_step_gives_its_phases_nested_inside_it():
+    names = ["split", "fused"]
+    timings = measure_long_lived([resolve(n) for n in names], cases_of(names), rounds=2)
+    for timing in timings:
+        seconds = timing.seconds
+        assert len(seconds["step"]) == 2 * timing.steps_per_round >= 2, timing.approach
+        for forward, backward, step in zip(
+            seconds["forward"], seconds["forward_backward"], seconds["step"], strict=True
+        ):
+            assert 0 < forward < backward < step, (timing.approach, forward, backward, step)
+
+
+def test_the_sweep_writes_long_lived_rows_beside_fresh_ones_and_resumes(tmp_path):
+    names = ["split", "fused", "grad_zero"]
+    first = run_benchmarks(PROFILE, [resolve(n) for n in names], ["cpu"], tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["approach"], r["phase"]) for r in rows} == {
+        (n, p) for n in names for p in ("forward", "forward_backward", "step")
+    }
+    assert {(r["process"], r["sweep"], r["status"]) for r in rows} == {
+        (LONG_LIVED, "longlived", "ok")
+    }
+    assert all(r["median_s"] > 0 and r["iqr_s"] is not None and r["bound_s"] for r in rows)
+    assert sorted(first.outcomes["ok"]) == sorted(f"long-lived {n}" for n in names)
+    entries = json.loads((tmp_path / "pytest-benchmark.json").read_text())["benchmarks"]
+    assert len(entries) == 3 * len(names)
+    again = run_benchmarks(PROFILE, [resolve(n) for n in names], ["cpu"], tmp_path)
+    assert "ok" not in again.outcomes and len(again.outcomes["resumed"]) == len(names)
+
+
+def test_a_model_that_does_not_fit_beside_the_others_is_skipped_with_the_estimate(tmp_path):
+    names = ["split", "grad_zero"]
+    cases = cases_of(names)
+    split_bytes = longlived.estimate_memory(resolve("split"), cases[0])
+    budget = split_bytes.total_bytes + 1_000  # room for split only
+    run_benchmarks(PROFILE, [resolve(n) for n in names], ["cpu"], tmp_path, memory_budget=budget)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    status = {r["approach"]: (r["status"], r["reason"]) for r in rows if r["phase"] == "step"}
+    assert status["split"] == ("ok", None)
+    assert status["grad_zero"][0] == "skipped"
+    assert "with the models before it" in status["grad_zero"][1], status
+
+
+class FailsOnTheRealTable(Split):
+    """Builds on the estimate's tiny tables, raises on the sweep's table."""
+
+    name = "fails_on_the_real_table"
+
+    def __init__(self, weight, trainable_mask, options):
+        if weight.shape[0] == SMOKE_POINT.V:
+            raise RuntimeError(f"simulated: refusing {weight.shape[0]} rows")
+        super().__init__(weight, trainable_mask, options)
+
+
+def test_a_failing_shared_process_fails_every_admitted_row_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.setitem(impls.APPROACHES, FailsOnTheRealTable.name, FailsOnTheRealTable)
+    profile = dataclasses.replace(
+        PROFILE, long_lived=dataclasses.replace(SMOKE_POINT, approaches=None)
+    )
+    names = ["split", FailsOnTheRealTable.name]
+    run = run_benchmarks(profile, [resolve(n) for n in names], ["cpu"], tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all("simulated: refusing 2000 rows" in r["reason"] for r in rows)
+    assert len(run.outcomes["failed"]) == len(names)
+
+
+def test_rounds_and_cases_are_checked_by_name():
+    with pytest.raises(ValueError, match="rounds: expected at least 1, got 0"):
+        measure_long_lived([resolve("split")], cases_of(["split"]), rounds=0)
+    with pytest.raises(ValueError, match="one case per implementation"):
+        measure_long_lived([resolve("split"), resolve("fused")], cases_of(["split"]), rounds=1)
+
+
+def test_a_case_refuses_an_unknown_process_by_name():
+    with pytest.raises(ValueError, match="process: expected None or 'long-lived', got 'warm'"):
+        dataclasses.replace(cases_of(["split"])[0], process="warm")
+
+
+def test_the_sweep_is_on_the_quick_profile_and_restricted_like_a_sweep():
+    quick = PROFILES["quick"]
+    assert quick.long_lived is not None and quick.long_lived.process == LONG_LIVED
+    assert quick.only(["longlived"]).points == () and quick.only(["headline"]).long_lived is None
+
+
+def test_the_report_sets_each_long_lived_step_beside_its_fresh_step():
+    """One row per approach: the long-lived median, its ratio to the fastest and to the same
+    case measured in a fresh process; the fastest first."""
+    import pandas as pd
+
+    from bench.perf.rows import result_row
+    from bench.report.tables import long_lived_table
+
+    fresh_point = dataclasses.replace(SMOKE_POINT, sweep="headline", process=None)
+    medians = {"split": (0.004, 0.003), "fused": (0.002, 0.0025)}  # long-lived, fresh
+    rows = []
+    for name, (long_lived_s, fresh_s) in medians.items():
+        for point, median in ((SMOKE_POINT, long_lived_s), (fresh_point, fresh_s)):
+            case = point.case(name, "cpu", "smoke")
+            rows.append(result_row(case, "step", median_s=median, iqr_s=median / 10, noisy=False))
+    table = long_lived_table(pd.DataFrame(rows))
+    assert list(table["approach"]) == ["fused", "split"]
+    assert list(table["× fastest"]) == ["1.0×", "2.0×"]
+    assert list(table["long-lived / fresh"]) == ["0.80×", "1.33×"]
