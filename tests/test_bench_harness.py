@@ -538,3 +538,25 @@ def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(tmp_path, monk
         ("ok", "fullgraph", "compiled")
     }, [r["reason"] for r in rows]
     assert all(r["frozen_rows_identical"] and r["median_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    "variables, expected",
+    [
+        ({}, "glibc"),
+        ({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"}, "tcmalloc"),
+        ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, "jemalloc"),
+        ({"MALLOC_MMAP_THRESHOLD_": "2147483647"}, "glibc (MALLOC_MMAP_THRESHOLD_=2147483647)"),
+    ],
+)
+def test_rows_name_the_allocator_the_process_runs_with(monkeypatch, variables, expected):
+    from bench.common.environment import allocator
+
+    for name in [n for n in os.environ if n.startswith("MALLOC_")] + [
+        "LD_PRELOAD",
+        "GLIBC_TUNABLES",
+    ]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert allocator() == expected

@@ -38,6 +38,26 @@ def git_commit() -> str:
         return "unknown"
 
 
+def allocator() -> str:
+    """The ``malloc`` the process runs with: a preloaded jemalloc or tcmalloc, else glibc's,
+    with the tunables set in the environment.
+
+    On glibc every buffer above the mmap threshold of a fresh process is mapped and page-faulted
+    anew each step (measured: a 4,096 x 300 lookup step 3.5 ms in a fresh process, 1.0 ms with
+    tcmalloc or a raised ``MALLOC_MMAP_THRESHOLD_``), so a time means little without it.
+    """
+    preload = os.environ.get("LD_PRELOAD", "")
+    for name in ("tcmalloc", "jemalloc", "mimalloc"):
+        if name in preload:
+            return name
+    tunables = sorted(
+        f"{key}={value}"
+        for key, value in os.environ.items()
+        if key.startswith("MALLOC_") or key == "GLIBC_TUNABLES"
+    )
+    return "glibc" + (f" ({', '.join(tunables)})" if tunables else "")
+
+
 @functools.cache
 def environment() -> dict[str, object]:
     """Versions, hardware and commit, flat so it can be spread into a result row."""
@@ -50,6 +70,7 @@ def environment() -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "gpu_name": torch.cuda.get_device_name(0) if has_cuda else None,
         "cuda_version": torch.version.cuda if has_cuda else None,
+        "allocator": allocator(),
         "commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

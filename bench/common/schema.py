@@ -52,7 +52,7 @@ SCENARIO_GROUPS = ("optimizer", "option", "dtype", "loop", "distributed", "devic
 
 ENV_KEYS = (
     "torch_version", "python_version", "cpu_model", "cpu_count", "threads", "gpu_name",
-    "cuda_version", "commit", "date",
+    "cuda_version", "allocator", "commit", "date",
 )  # fmt: skip
 """The ``env`` object every record carries."""
 
