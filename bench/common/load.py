@@ -25,9 +25,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
-WINDOW_S = 0.25
-"""Long enough to read a competitor: at 100 jiffies a second, 0.25 s on 2 cores is 50 jiffies,
-and half a busy core shows as 12; every case waits it once, so it is kept short."""
+WINDOW_S = 0.1
+"""Long enough to read a competitor: at 100 jiffies a second, 0.1 s on 2 cores is 20 jiffies,
+and half a busy core shows as 5, one busy core as 10. Every case waits it once (about 180 cases
+in the quick profile: 0.25 s was 45 s of ``bench run``), so it is kept short."""
 BUSY_CORES = 0.5
 SPREAD = 0.5
 ATTEMPTS = 3
