@@ -49,6 +49,7 @@ from bench.perf.tables import TableFiles
 from bench.perf.timing import Marks, RoundsPolicy, phase_entry, time_phase
 
 TINY_TOKENS = 32
+COMPILE_WARMUP_STEPS = 3
 
 
 @dataclass
@@ -88,6 +89,37 @@ class Training:
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()
+
+
+@dataclass(frozen=True)
+class CaseMeasurement:
+    """What one fresh process measured for a case, handed back to ``bench run``'s parent."""
+
+    benchmarks: dict[str, dict]
+    """Phase -> pytest-benchmark entry (its ``stats`` hold every timed round)."""
+    peak_bytes: int | None
+    peak_method: str
+    persistent_bytes: int
+    """After the last step: gradients and optimizer state exist."""
+    frozen_rows_identical: bool
+    threads: int
+    load_before: float | None = None
+    """Cores busy just before the process started (set by the parent)."""
+    attempts: int = 1
+    """Fresh processes the parent started until one was quiet (set by the parent)."""
+
+    def row_fields(self, estimated_bytes: int) -> dict[str, object]:
+        """The result-row fields every phase of the case shares."""
+        return {
+            "persistent_bytes": self.persistent_bytes,
+            "peak_bytes": self.peak_bytes,
+            "peak_method": self.peak_method,
+            "frozen_rows_identical": self.frozen_rows_identical,
+            "estimated_bytes": estimated_bytes,
+            "threads": self.threads,
+            "load_before": self.load_before,
+            "attempts": self.attempts,
+        }
 
 
 PHASE_MARKS = {"forward": (0, 1), "forward_backward": (0, 2)}
@@ -170,13 +202,11 @@ def measure_case(
     policy: RoundsPolicy,
     threads: int | None = None,
     tables: TableFiles | None = None,
-) -> dict:
+) -> CaseMeasurement:
     """Everything measured for ``case`` in this process (call it in a fresh one).
 
     ``threads``: intra-op threads to use (None: torch's default); ``tables``: the run's drawn
-    tables (None: draw the case's here). Keys: ``benchmarks`` (phase ->
-    pytest-benchmark entry), ``peak_bytes``, ``peak_method``, ``persistent_bytes`` (after the
-    last step: gradients and optimizer state exist), ``frozen_rows_identical``, ``threads``.
+    tables (None: draw the case's here).
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -198,6 +228,13 @@ def measure_case(
         }
         for phase in PHASES
     }
+    if case.compile is not None:
+        # The first steps compile (forward, backward and optimizer graphs, and a recompile
+        # once the optimizer has state); untimed here, or the probe that sets the rounds would
+        # time the compiler and leave the case the minimum of rounds.
+        for _ in range(COMPILE_WARMUP_STEPS):
+            training.next_batch()
+            training.step()
     step = time_phase(
         lambda: training.step(marks.mark),
         **entries[STEP_PHASE],
@@ -213,11 +250,11 @@ def measure_case(
         else phase_entry(step, marks.spans(*PHASE_MARKS[phase], calls=rounds), **entries[phase])
         for phase in PHASES
     }
-    return {
-        "benchmarks": benchmarks,
-        "peak_bytes": meter.peak_bytes(),
-        "peak_method": meter.method,
-        "persistent_bytes": persistent_bytes(training.module, training.optimizer),
-        "frozen_rows_identical": frozen_rows_kept(training.module, case, tables),
-        "threads": torch.get_num_threads(),
-    }
+    return CaseMeasurement(
+        benchmarks=benchmarks,
+        peak_bytes=meter.peak_bytes(),
+        peak_method=meter.method,
+        persistent_bytes=persistent_bytes(training.module, training.optimizer),
+        frozen_rows_identical=frozen_rows_kept(training.module, case, tables),
+        threads=torch.get_num_threads(),
+    )
