@@ -21,6 +21,7 @@ from bench.__main__ import main as bench_main
 from bench.common.load import ATTEMPTS, BUSY_CORES, SPREAD, busy_cores, is_noisy, spread
 from bench.common.peak_memory import PeakMeter
 from bench.common.processes import IsolatedFailure, run_isolated
+from bench.distributed.runs import DdpStepCost
 from bench.implementations import resolve
 from bench.peers.peft_trainable_tokens import PeftTrainableTokens
 from bench.perf.bound import bound_bytes, bound_fields
@@ -250,7 +251,7 @@ def test_marks_time_the_phases_inside_the_timed_calls_only():
 
 
 def test_each_timed_step_gives_forward_then_backward_within_it():
-    entries = measure_case(resolve("split"), small_case(), SMOKE.rounds)["benchmarks"]
+    entries = measure_case(resolve("split"), small_case(), SMOKE.rounds).benchmarks
     assert list(entries) == ["forward", "forward_backward", "step"]
     forward, backward, step = (entries[p]["stats"]["data"] for p in entries)
     assert len(forward) == len(backward) == len(step) == SMOKE.rounds.min_rounds
@@ -402,13 +403,12 @@ def test_ddp_rows_skip_what_cannot_run_and_carry_measurements():
     assert "no parameter requires a gradient" in skip_reason(frozen, memory_budget=None)
     assert "for 2 ranks > 1 KiB budget" in skip_reason(split, memory_budget=1_024)
     assert skip_reason(split, memory_budget=None) is None
-    row = measured_row(
-        split,
-        {"error": None, "median_s": 0.5, "iqr_s": 0.1, "steps": 5, "allreduce_bytes": 123,
-         "frozen_rows_identical": True, "peak_bytes": 4096, "peak_method": "vmhwm_after_build",
-         "threads_per_rank": 1},
-        load_before=0.1,
+    measured = DdpStepCost(
+        "split", n_trainable=200, steps=5, error=None, median_s=0.5, iqr_s=0.1,
+        allreduce_bytes=123, frozen_rows_identical=True, peak_bytes=4096,
+        peak_method="vmhwm_after_build", threads_per_rank=1,
     )  # fmt: skip
+    row = measured_row(split, measured, load_before=0.1)
     assert (row["peak_bytes"], row["threads"], row["load_before"], row["noisy"]) == (
         4096, 1, 0.1, False,
     )  # fmt: skip
@@ -416,7 +416,7 @@ def test_ddp_rows_skip_what_cannot_run_and_carry_measurements():
         "ddp_step", "ok", 123, 5,
     )  # fmt: skip
     assert row["tokens_per_s"] == split.T / 0.5
-    failed = measured_row(split, {"error": "rank 1 timed out"})
+    failed = measured_row(split, DdpStepCost("split", 200, 5, error="rank 1 timed out"))
     assert (failed["status"], failed["reason"]) == ("failed", "rank 1 timed out")
 
 

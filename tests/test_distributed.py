@@ -84,19 +84,19 @@ def test_after_a_hung_case_a_fresh_pair_runs_the_remaining_cases():
 def test_measure_ddp_step_counts_the_trainable_rows_gradient_bytes():
     num_rows, dim, fraction = 64, 8, 0.25
     measured = measure_ddp_step("split", num_rows, dim, fraction, tokens=32, steps=2, warmup=1)
-    assert measured["error"] is None
-    assert measured["allreduce_bytes"] == round(num_rows * fraction) * dim * 4
-    assert measured["frozen_rows_identical"] is True
-    assert measured["median_s"] > 0
-    assert isinstance(measured["peak_bytes"], int) and measured["peak_method"].startswith("vmhwm")
+    assert measured.error is None
+    assert measured.allreduce_bytes == round(num_rows * fraction) * dim * 4
+    assert measured.frozen_rows_identical is True
+    assert measured.median_s > 0
+    assert isinstance(measured.peak_bytes, int) and measured.peak_method.startswith("vmhwm")
 
 
 def test_whole_table_approaches_all_reduce_the_whole_table():
     num_rows, dim = 64, 8
     measured = measure_ddp_matrix(["full", "parametrize"], num_rows, dim, 0.25, 32, steps=2)
     for record in measured:
-        assert record["error"] is None, record
-        assert record["allreduce_bytes"] == num_rows * dim * 4, record["approach"]
+        assert record.error is None, record
+        assert record.allreduce_bytes == num_rows * dim * 4, record.approach
 
 
 def test_unused_parameter_probe_finds_a_parameter_without_gradient_and_leaves_module_alone():

@@ -233,7 +233,22 @@ def counting_allreduce_hook(state: AllreduceCounter, bucket: dist.GradBucket):
     return default_hooks.allreduce_hook(state.process_group, bucket)
 
 
-def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
+@dataclass(frozen=True)
+class RankStepCost:
+    """What one rank measured of an approach's DDP step (see :func:`step_cost_case`)."""
+
+    allreduce_bytes: int
+    allreduce_buckets: int
+    step_s: list[float]
+    """The slowest rank's seconds per timed step (all-reduced with MAX, so equal on all ranks)."""
+    threads_per_rank: int
+    buffer_bytes: int
+    peak_bytes: int | None
+    peak_method: str
+    frozen_rows_identical: bool
+
+
+def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> RankStepCost:
     """Task: time DDP steps (slowest rank per step) and count the bytes all-reduced per step.
 
     ``broadcast_buffers=False``: every approach's buffers are constants identical on all ranks,
@@ -264,15 +279,15 @@ def step_cost_case(case: StepCostCase, rank: int, world_size: int) -> dict:
     slowest = torch.tensor(seconds[case.warmup :], dtype=torch.float64)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
     weight = initial_weight(case.seed, case.num_rows, case.dim)
-    return {
-        "allreduce_bytes": counter.bytes // case.steps,
-        "allreduce_buckets": counter.buckets // case.steps,
-        "step_s": slowest.tolist(),
-        "threads_per_rank": torch.get_num_threads(),
-        "buffer_bytes": sum(b.numel() * b.element_size() for b in emb.buffers()),
-        "peak_bytes": meter.peak_bytes(),
-        "peak_method": meter.method,
-        "frozen_rows_identical": frozen_rows_identical(
+    return RankStepCost(
+        allreduce_bytes=counter.bytes // case.steps,
+        allreduce_buckets=counter.buckets // case.steps,
+        step_s=slowest.tolist(),
+        threads_per_rank=torch.get_num_threads(),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in emb.buffers()),
+        peak_bytes=meter.peak_bytes(),
+        peak_method=meter.method,
+        frozen_rows_identical=frozen_rows_identical(
             weight, emb.merged_weight(), emb.trainable_mask
         ),
-    }
+    )

@@ -26,6 +26,7 @@ from bench.common.stats import time_summary
 from bench.common.text import check_choice, check_positive_ints
 from bench.distributed.launch import run_cases
 from bench.distributed.rank import (
+    RankStepCost,
     RankTrainingCase,
     StepCostCase,
     initial_weight,
@@ -182,9 +183,36 @@ def ran_tables(outcome: DistributedOutcome) -> list[Tensor]:
     return outcome.per_rank_merged
 
 
-def measure_ddp_step(approach: str, *arguments, **keywords) -> dict:
+def measure_ddp_step(approach: str, *arguments, **keywords) -> DdpStepCost:
     """:func:`measure_ddp_matrix` for one approach."""
     return measure_ddp_matrix([approach], *arguments, **keywords)[0]
+
+
+@dataclass(frozen=True)
+class DdpStepCost:
+    """One approach's DDP step on 2 ranks; with an ``error`` (why it could not run) the
+    measured fields are None."""
+
+    approach: str
+    n_trainable: int
+    steps: int
+    error: str | None
+    allreduce_bytes: int | None = None
+    """Counted by a DDP communication hook, equal on both ranks."""
+    allreduce_buckets: int | None = None
+    median_s: float | None = None
+    """Of the slowest rank's time per step (as ``iqr_s``)."""
+    iqr_s: float | None = None
+    rounds: int | None = None
+    threads_per_rank: int | None = None
+    buffer_bytes: int | None = None
+    """What DDP's default ``broadcast_buffers=True`` would broadcast every forward; off here,
+    see :func:`bench.distributed.rank.step_cost_case`."""
+    peak_bytes: int | None = None
+    """The fullest rank's."""
+    peak_method: str | None = None
+    frozen_rows_identical: bool | None = None
+    """On every rank."""
 
 
 def measure_ddp_matrix(
@@ -197,18 +225,9 @@ def measure_ddp_matrix(
     steps: int = 5,
     warmup: int = 2,
     timeout_s: float = 300,
-) -> list[dict]:
+) -> list[DdpStepCost]:
     """Step time and bytes all-reduced per step per rank of each approach under DDP on 2 ranks,
-    in one pair of processes; one record per approach.
-
-    Keys: ``approach``, ``n_trainable``, ``steps``, ``error`` (None, or why it could not run; the
-    other keys are then absent or None), ``allreduce_bytes`` (counted by a DDP communication
-    hook, equal on both ranks), ``allreduce_buckets``, ``median_s``/``iqr_s`` (of the slowest
-    rank's time per step), ``threads_per_rank``, ``buffer_bytes`` (what DDP's default
-    ``broadcast_buffers=True`` would broadcast every forward; off here, see
-    :func:`bench.distributed.rank.step_cost_case`), ``frozen_rows_identical`` (on every rank),
-    ``peak_bytes`` (the fullest rank's).
-    """
+    in one pair of processes; one :class:`DdpStepCost` per approach."""
     for approach in approaches:
         resolve(approach)
     optimizer_spec(optimizer)
@@ -229,18 +248,33 @@ def measure_ddp_matrix(
     measured = []
     results = run_cases(step_cost_case, cases, [c.label for c in cases], timeout_s)
     for case, result in zip(cases, results, strict=True):
-        record = {"approach": case.approach, "steps": steps, "n_trainable": n_trainable}
-        record["error"] = result.error
-        values = [r.value for r in result.ranks if r is not None and r.value is not None]
-        if result.error is None:
-            per_rank_bytes = {v["allreduce_bytes"] for v in values}
-            if len(per_rank_bytes) != 1:
-                record["error"] = f"ranks all-reduced different byte counts: {per_rank_bytes}"
-            record.update({k: v for k, v in values[0].items() if k != "step_s"})
-            record.update(time_summary(values[0]["step_s"]))
-            record["peak_bytes"] = max(v["peak_bytes"] for v in values)  # the fullest rank
-            record["frozen_rows_identical"] = all(v["frozen_rows_identical"] for v in values)
-        else:
-            record.update(allreduce_bytes=None, median_s=None, iqr_s=None, rounds=None)
-        measured.append(record)
+        if result.error is not None:
+            measured.append(DdpStepCost(case.approach, n_trainable, steps, result.error))
+            continue
+        values: list[RankStepCost] = [
+            r.value for r in result.ranks if r is not None and r.value is not None
+        ]
+        per_rank_bytes = {v.allreduce_bytes for v in values}
+        first = values[0]
+        timing = time_summary(first.step_s)
+        measured.append(
+            DdpStepCost(
+                case.approach,
+                n_trainable,
+                steps,
+                error=None
+                if len(per_rank_bytes) == 1
+                else f"ranks all-reduced different byte counts: {per_rank_bytes}",
+                allreduce_bytes=first.allreduce_bytes,
+                allreduce_buckets=first.allreduce_buckets,
+                median_s=timing["median_s"],
+                iqr_s=timing["iqr_s"],
+                rounds=timing["rounds"],
+                threads_per_rank=first.threads_per_rank,
+                buffer_bytes=first.buffer_bytes,
+                peak_bytes=max(v.peak_bytes or 0 for v in values),  # the fullest rank
+                peak_method=first.peak_method,
+                frozen_rows_identical=all(v.frozen_rows_identical for v in values),
+            )
+        )
     return measured

@@ -13,6 +13,7 @@ wrong while measuring (out of memory included) is recorded as ``failed`` and the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from collections import Counter
@@ -54,7 +55,7 @@ from bench.perf.cases import (
 from bench.perf.ddp import PHASE as DDP_PHASE
 from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.longlived import long_lived_rows
-from bench.perf.measure import estimate_memory, measure_case
+from bench.perf.measure import CaseMeasurement, estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
 from bench.perf.rows import result_row
 from bench.perf.tables import TableFiles
@@ -254,23 +255,14 @@ class CaseMeasurer:
         except Exception as error:  # IsolatedFailure, or the process could not even start
             reason = str(error) if isinstance(error, IsolatedFailure) else repr(error)
             return self.rows(group, FAILED, reason, estimated_bytes=estimate.total_bytes), []
-        common = {
-            "persistent_bytes": measured["persistent_bytes"],
-            "peak_bytes": measured["peak_bytes"],
-            "peak_method": measured["peak_method"],
-            "frozen_rows_identical": measured["frozen_rows_identical"],
-            "estimated_bytes": estimate.total_bytes,
-            "threads": measured["threads"],
-            "load_before": measured["load_before"],
-            "attempts": measured["attempts"],
-        }
+        common = measured.row_fields(estimate.total_bytes)
         rows, entries = [], []
-        for phase, entry in measured["benchmarks"].items():
+        for phase, entry in measured.benchmarks.items():
             entry["extra_info"]["sweeps"] = [member.sweep for member in group]
             entries.append(entry)
             timing = summary(entry)
             timing["tokens_per_s"] = case.T / timing["median_s"]
-            noisy = is_noisy(common["load_before"], [spread(timing["median_s"], timing["iqr_s"])])
+            noisy = is_noisy(measured.load_before, [spread(timing["median_s"], timing["iqr_s"])])
             fields = {
                 **common,
                 **timing,
@@ -280,7 +272,7 @@ class CaseMeasurer:
             rows += [result_row(member, phase, **fields) for member in group]
         return rows, entries
 
-    def quietest_measurement(self, case: BenchmarkCase) -> dict:
+    def quietest_measurement(self, case: BenchmarkCase) -> CaseMeasurement:
         """:func:`measure_case` in a fresh process, again while its full step comes out noisy
         (at most ``ATTEMPTS`` times; the step is what the answer ranks); the attempt with the
         smallest step spread, with the load before it. Each row is then judged on its own
@@ -297,15 +289,16 @@ class CaseMeasurer:
                 self.tables,
                 timeout_s=self.profile.case_timeout_s,
             )
-            stats = measured["benchmarks"][STEP_PHASE]["stats"]
+            stats = measured.benchmarks[STEP_PHASE]["stats"]
             step_spread = spread(stats["median"], stats["iqr"])
             noisy = is_noisy(load, [step_spread])
-            measured["load_before"] = load
-            attempts.append((noisy, step_spread or 0.0, measured))
+            attempts.append(
+                (noisy, step_spread or 0.0, dataclasses.replace(measured, load_before=load))
+            )
             if not noisy:
                 break
         quietest = min(attempts, key=lambda attempt: attempt[:2])[2]
-        return {**quietest, "attempts": len(attempts)}
+        return dataclasses.replace(quietest, attempts=len(attempts))
 
     def rows(
         self, group: Sequence[BenchmarkCase], status: str, reason: str, **fields

@@ -9,6 +9,7 @@ ranks would not fit in memory), and turns the measurements into result rows with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bench.common.load import busy_cores, is_noisy, spread
 from bench.common.schema import FAILED, SKIPPED
@@ -18,6 +19,9 @@ from bench.perf.measure import build_training, estimate_memory, tiny_case
 from bench.perf.memory import over_budget
 from bench.perf.rows import result_row
 from impls.base import UnsupportedOption
+
+if TYPE_CHECKING:  # the distributed code is imported only when DDP cases run
+    from bench.distributed.runs import DdpStepCost
 
 RANKS = 2
 PHASE = "ddp_step"
@@ -78,24 +82,26 @@ def ddp_rows(
     return [rows[case] for case in cases]
 
 
-def measured_row(case: BenchmarkCase, result: dict, load_before: float | None = None) -> dict:
+def measured_row(
+    case: BenchmarkCase, result: DdpStepCost, load_before: float | None = None
+) -> dict:
     """The row of one measured DDP case; its time is the slowest rank's, its peak the largest
     rank's."""
-    if result["error"] is not None:
-        return result_row(case, PHASE, FAILED, result["error"], load_before=load_before)
+    if result.error is not None:
+        return result_row(case, PHASE, FAILED, result.error, load_before=load_before)
     return result_row(
         case,
         PHASE,
-        median_s=result["median_s"],
-        iqr_s=result["iqr_s"],
-        rounds=result["steps"],
-        tokens_per_s=case.T / result["median_s"],
-        allreduce_bytes=result["allreduce_bytes"],
-        frozen_rows_identical=result["frozen_rows_identical"],
-        peak_bytes=result.get("peak_bytes"),
-        peak_method=result.get("peak_method"),
-        threads=result.get("threads_per_rank"),
+        median_s=result.median_s,
+        iqr_s=result.iqr_s,
+        rounds=result.steps,
+        tokens_per_s=case.T / result.median_s,
+        allreduce_bytes=result.allreduce_bytes,
+        frozen_rows_identical=result.frozen_rows_identical,
+        peak_bytes=result.peak_bytes,
+        peak_method=result.peak_method,
+        threads=result.threads_per_rank,
         load_before=load_before,
-        noisy=is_noisy(load_before, [spread(result["median_s"], result["iqr_s"])]),
+        noisy=is_noisy(load_before, [spread(result.median_s, result.iqr_s)]),
         attempts=1,
     )
