@@ -18,7 +18,12 @@ from bench.common.schema import (
     HOLDS,
     KILLED,
     MUTATION,
+    NEWTOKENS,
+    REALDATA,
+    RESULTS,
     SURVIVED,
+    VERIFICATION,
+    ResultFileSchema,
     record,
 )
 
@@ -346,6 +351,18 @@ def write(directory: Path, filename: str, records: list[dict]) -> Path:
     return path
 
 
+def checked(schema: ResultFileSchema, records: list[dict]) -> list[dict]:
+    """``records``, each checked against ``schema``: a key the schema does not list fails here
+    (through :func:`bench.common.schema.record`), so no fixture can drift from what the commands
+    write. Keys a record leaves out stay out: old files lack them too."""
+    for index, row in enumerate(records):
+        try:
+            record(schema, **row)
+        except ValueError as error:
+            raise AssertionError(f"{schema.filename} fixture record {index}: {error}") from None
+    return records
+
+
 def write_all(
     directory: Path,
     *,
@@ -355,16 +372,17 @@ def write_all(
     newtokens: list[dict] | None = None,
     mutation: list[dict] | None = None,
 ) -> Path:
-    """Write whichever of the files are given into ``directory``."""
+    """Write whichever of the files are given into ``directory``, each checked against its
+    schema."""
     directory.mkdir(parents=True, exist_ok=True)
-    if verification is not None:
-        write(directory, "verification.json", verification)
-    if results is not None:
-        write(directory, "results.json", results)
-    if realdata is not None:
-        write(directory, "realdata.json", realdata)
-    if newtokens is not None:
-        write(directory, "newtokens.json", newtokens)
-    if mutation is not None:
-        write(directory, MUTATION.filename, mutation)
+    given = {
+        VERIFICATION: verification,
+        RESULTS: results,
+        REALDATA: realdata,
+        NEWTOKENS: newtokens,
+        MUTATION: mutation,
+    }
+    for schema, records in given.items():
+        if records is not None:
+            write(directory, schema.filename, checked(schema, records))
     return directory

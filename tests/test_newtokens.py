@@ -19,7 +19,8 @@ import transformers
 
 from bench import __main__ as bench_cli
 from bench.common.schema import NEWTOKENS, PEFT_PEER
-from bench.newtokens import answer, command, corpus, workload
+from bench.newtokens import command, corpus, workload
+from bench.report import newtokens_answer as answer
 
 transformers.logging.set_verbosity_error()
 

@@ -231,7 +231,10 @@ def test_a_verified_extra_approach_with_extra_keys_can_win(tmp_path):
     results = fx.headline_only(fx.results_records({**fx.HEADLINE_STEP_S, "fused": 0.002}))
     for record in results:
         record["peak_method"] = "rss"
-    fx.write_all(tmp_path / "in", verification=verification, results=results)
+    # A newer writer's extra key is what this test is about: written raw, past the schema check.
+    (tmp_path / "in").mkdir()
+    fx.write(tmp_path / "in", "verification.json", verification)
+    fx.write_all(tmp_path / "in", results=results)
     built = build_report(tmp_path / "in", tmp_path / "out")
     page = built.path.read_text()
     assert re.search(r'id="setup-wd-dense-single"[^>]*>\s*<summary>[^<]*use fused</summary>', page)
@@ -482,3 +485,31 @@ def test_strength_section_gives_the_kill_rate_survivors_and_false_alarms(complet
     assert "<td>P1 in sgd</td>" in section and "<td>P3 in sgd</td>" in section
     assert re.search(r"<td>summed_gradient</td>.*<td>false alarm</td>.*P4 in adamw", section)
     assert fx.INJECTION not in page  # the bug's text is escaped like every other value
+
+
+def test_every_fixture_record_follows_its_result_schema_and_a_misspelt_key_is_refused():
+    from bench.common.schema import MUTATION, NEWTOKENS, REALDATA, RESULTS, VERIFICATION
+
+    families = {
+        VERIFICATION: fx.verification_records(),
+        RESULTS: fx.results_records(),
+        REALDATA: fx.realdata_records(),
+        NEWTOKENS: fx.newtokens_records(),
+        MUTATION: fx.mutation_records(),
+    }
+    for schema, records in families.items():
+        assert records and fx.checked(schema, records) == records, schema.filename
+    with pytest.raises(AssertionError, match=r"results.json fixture record 0: .*'approch'"):
+        fx.checked(RESULTS, [{"approch": "split"}])
+
+
+def test_the_loader_coerces_boolean_columns_from_json_and_csv_text(tmp_path):
+    """One loader types a file's booleans: JSON true and CSV-style "True" read alike."""
+    records = fx.results_records()
+    records[0] = {**records[0], "noisy": "True", "frozen_rows_identical": "False"}
+    records[1] = {**records[1], "noisy": True, "frozen_rows_identical": None}
+    fx.write_all(tmp_path, results=records)
+    frame = load_sources(tmp_path)["results"].frame
+    assert frame["noisy"].iloc[0] is True and frame["noisy"].iloc[1] is True
+    assert frame["frozen_rows_identical"].iloc[0] is False
+    assert frame["frozen_rows_identical"].iloc[1] is None

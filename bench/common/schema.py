@@ -63,7 +63,8 @@ class ResultFileSchema:
 
     ``key`` makes a record unique (a resumed run skips what it finds); ``required`` are the keys a
     reader cannot do without; ``columns`` are every key a record carries, ``numeric`` those that
-    hold numbers.
+    hold numbers and ``boolean`` those that hold true or false (or null): the one loader,
+    :func:`bench.report.sources.typed_frame`, coerces both, so no reader re-parses a value.
     """
 
     name: str
@@ -73,6 +74,7 @@ class ResultFileSchema:
     required: tuple[str, ...]
     columns: tuple[str, ...]
     numeric: tuple[str, ...] = ()
+    boolean: tuple[str, ...] = ()
 
 
 VERIFICATION = ResultFileSchema(
@@ -101,6 +103,7 @@ VERIFICATION = ResultFileSchema(
         "env",
     ),
     numeric=("examples", "max_abs_change", "weight_decay"),
+    boolean=("sparse_gradients",),
 )
 """``weight_decay`` is the decay the scenario's optimizer applies (its default included) and
 ``sparse_gradients`` whether the table's gradients are sparse: the two facts that decide which
@@ -158,6 +161,7 @@ RESULTS = ResultFileSchema(
         "load_before",
         "attempts",
     ),
+    boolean=("sparse", "frozen_rows_identical", "noisy"),
 )
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 STATUSES = (OK, SKIPPED, FAILED)
@@ -168,8 +172,10 @@ FINISHED = (OK, SKIPPED)
 HEADLINE_SWEEP, STEP_PHASE = "headline", "step"
 """The sweep and phase of the headline figure: the full training step at the headline case."""
 COMPILED_SWEEP = "compiled"
-LONG_LIVED_SWEEP = "longlived"
 """The headline case again with ``compile`` set, compared with its eager rows."""
+LONG_LIVED_SWEEP = "longlived"
+"""The headline case again, several approaches in one long-lived process (``process``
+``long-lived``), compared with their fresh-process rows."""
 
 REALDATA = ResultFileSchema(
     name="realdata",
@@ -201,6 +207,7 @@ REALDATA = ResultFileSchema(
         "env",
     ),
     numeric=("max_frozen_change", "test_accuracy", "train_accuracy", "seconds"),
+    boolean=("frozen_rows_identical",),
 )
 
 PEFT_PEER = "peft_trainable_tokens"
@@ -231,6 +238,10 @@ NEWTOKENS = ResultFileSchema(
         "forward_median_s", "backward_median_s", "optimizer_median_s", "peak_bytes",
         "estimated_bytes", "checkpoint_bytes", "full_checkpoint_bytes", "threads", "load_before",
         "attempts",
+    ),
+    boolean=(
+        "tied", "frozen_rows_identical", "merged_logits_equal", "checkpoint_logits_equal",
+        "isolated", "noisy",
     ),
 )  # fmt: skip
 """One record per (approach, model, device) of ``python -m bench newtokens``: an approach (or

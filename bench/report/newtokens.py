@@ -1,6 +1,6 @@
 """The report's section on new tokens in a language model: its table, its figure, its answer.
 
-The answer itself is computed by :mod:`bench.newtokens.answer` (torch-free) from the records;
+The answer itself is computed by :mod:`bench.report.newtokens_answer` (torch-free) from the records;
 this module only lays the records out and draws step time and peak memory by approach, one panel
 pair per model, so each model's approaches are compared on the same axes.
 """
@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench.common.schema import OK
-from bench.newtokens.answer import newtokens_answers
 from bench.report.figures import WIDTH_IN, Figure, approach_styles, save
+from bench.report.newtokens_answer import newtokens_answers
 from bench.report.sources import (
     format_bytes,
     format_seconds,

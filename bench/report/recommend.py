@@ -115,7 +115,7 @@ def scenario_traits(group: str, weight_decay: object, sparse_gradients: object) 
     dense gradients.
     """
     decay = 0.0 if is_missing(weight_decay) else float(weight_decay)
-    sparse = sparse_gradients is True or sparse_gradients == "True"
+    sparse = sparse_gradients is True
     return ScenarioTraits(group, decay != 0.0, sparse, group == "distributed")
 
 
@@ -412,7 +412,7 @@ def answer_case(
         noisy=[
             approach
             for approach in (winner, *(c.approach for c in comparisons if c.measured))
-            if by_approach[approach]["noisy"] is True or by_approach[approach]["noisy"] == "True"
+            if by_approach[approach]["noisy"] is True
         ],
     )
 

@@ -93,7 +93,27 @@ def load_sources(in_dir: Path) -> dict[str, Source]:
     return {spec.name: load_source(in_dir, spec) for spec in RESULT_FILES}
 
 
+def as_bool(value: object) -> bool | None:
+    """A boolean column's value from JSON (``true``) or CSV text (``True``); None if missing."""
+    if is_missing(value):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def typed_frame(frame: pd.DataFrame, schema: ResultFileSchema) -> pd.DataFrame:
+    """``frame`` with the schema's numeric columns as numbers (NaN where missing) and its boolean
+    columns as True, False or None: the one place a result file's values are coerced."""
+    for column in schema.numeric:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in schema.boolean:
+        frame[column] = frame[column].map(as_bool).astype(object)
+    return frame
+
+
 def tidy_verification(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = typed_frame(frame, VERIFICATION)
     frame = frame.astype({"approach": str, "scenario": str, "property": str, "outcome": str})
     # Files written before implementations had an origin hold reference approaches only.
     frame["origin"] = frame["origin"].where(frame["origin"].notna(), REFERENCE).astype(str)
@@ -105,28 +125,25 @@ def tidy_verification(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def tidy_results(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({"approach": str, "phase": str, "status": str})
-    for column in RESULTS.numeric:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["sparse"] = frame["sparse"].map(lambda value: value is True or value == "True")
+    frame = typed_frame(frame, RESULTS).astype({"approach": str, "phase": str, "status": str})
+    # A row without ``sparse`` (files written before it was recorded) had dense gradients.
+    frame["sparse"] = frame["sparse"].map(lambda value: value is True)
     return frame
 
 
 def tidy_realdata(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({"approach": str})
+    return typed_frame(frame, REALDATA).astype({"approach": str})
 
 
 def tidy_newtokens(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({"approach": str, "model": str, "device": str, "status": str})
-    for column in NEWTOKENS.numeric:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
+    frame = typed_frame(frame, NEWTOKENS)
+    return frame.astype({"approach": str, "model": str, "device": str, "status": str})
 
 
 def tidy_mutation(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.astype({"approach": str, "role": str, "outcome": str})
-    for column in MUTATION.numeric:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype(int)
+    frame = typed_frame(frame, MUTATION).astype({"approach": str, "role": str, "outcome": str})
+    for column in MUTATION.numeric:  # counts: a missing one is none
+        frame[column] = frame[column].fillna(0).astype(int)
     return frame
 
 

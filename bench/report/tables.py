@@ -29,7 +29,7 @@ def html_table(frame: pd.DataFrame) -> str:
 def yes_no(value: object) -> str:
     if is_missing(value):
         return "–"
-    return "yes" if value is True or value == "True" else "NO"
+    return "yes" if value is True else "NO"
 
 
 def headline_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +61,7 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
 def noisy_or_not(value: object) -> str:
     if is_missing(value):
         return "–"
-    return "noisy" if value is True or value == "True" else "no"
+    return "noisy" if value is True else "no"
 
 
 def format_load(cores: float | None) -> str:
