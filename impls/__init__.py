@@ -3,7 +3,7 @@
 ``APPROACHES`` maps each approach's short name to its class; every class meets the contract of
 :class:`impls.base.PartiallyFrozenEmbedding` (``from_pretrained``, ``parameters``, ``attach``,
 ``merged_weight``, ``trainable_mask``). :func:`train_only_rows` installs any of them in a language
-model (see :mod:`impls.language_model`).
+model (see :mod:`impls.language_model`; checkpoints of the trained rows: :mod:`impls.trained_rows`).
 """
 
 from .base import EmbeddingOptions, PartiallyFrozenEmbedding, UnsupportedOption
@@ -19,14 +19,13 @@ from .language_model import (
     InstalledTables,
     PartiallyFrozenOutput,
     installed_tables,
-    load_trained_rows,
     merge_trained_rows,
     train_only_rows,
-    trained_rows_state_dict,
 )
 from .parametrize import Parametrize
 from .restore import Restore
 from .split import Split
+from .trained_rows import load_trained_rows, trained_rows_state_dict
 
 APPROACHES: dict[str, type[PartiallyFrozenEmbedding]] = {
     cls.name: cls
