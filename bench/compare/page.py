@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
+from jinja2 import Template
 
 from bench.compare.tables import ComparisonView
+from bench.report.templating import html_environment
 
 TEMPLATE = "compare.html.j2"
 
 
-def template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("bench.compare", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+def template() -> Template:
+    environment = html_environment("bench.compare")
     return environment.get_template(TEMPLATE)
 
 

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
+from jinja2 import Template
 
 from bench.common.load import NOISE_RULE
 from bench.common.schema import PROPERTIES
@@ -46,6 +46,7 @@ from bench.report.tables import (
     realdata_caption,
     realdata_table,
 )
+from bench.report.templating import html_environment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,14 +82,8 @@ class BuiltReport:
     problems: list[str]
 
 
-def template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("bench.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+def template() -> Template:
+    environment = html_environment("bench.report")
     # Numbers reach the template as numbers; these are the only places they become words.
     environment.filters.update(
         seconds=format_seconds, bytes=format_bytes, count=format_count, describe_case=describe_case
