@@ -19,6 +19,9 @@ OUTCOMES = (HOLDS, VIOLATED, UNSUPPORTED, NOT_JUDGED)
 ``not judged``: the implementation accepted the scenario but raised on every drawn case, so no
 case was left to judge the property on (the exception itself is P0's finding, never another
 property's)."""
+NOT_CHECKED = "missing"
+"""What the report shows for a cell that has no record (the matrix was cut short, or the file
+is older than the scenario); never written to a result file."""
 
 RUNS = "P0"
 """The one property an exception violates; P1–P6 are judged on the cases that run."""

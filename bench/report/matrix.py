@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.common.schema import HOLDS, ORIGINS, OUTCOMES, SCENARIO_GROUPS
+from bench.common.schema import HOLDS, NOT_CHECKED, ORIGINS, OUTCOMES, SCENARIO_GROUPS
 from bench.report.recommend import cell_anchor
 from bench.report.sources import is_missing, json_text, ordered_unique
 
@@ -31,7 +31,7 @@ class MatrixCell:
 
     @property
     def css_class(self) -> str:
-        outcome = self.outcome if self.outcome in (*OUTCOMES, "missing") else "other"
+        outcome = self.outcome if self.outcome in (*OUTCOMES, NOT_CHECKED) else "other"
         return f"cell {css_name(outcome)}" + " unexpected" * self.unexpected
 
     @property
@@ -136,7 +136,7 @@ def build_matrix(verification: pd.DataFrame) -> MatrixView:
                     anchor = cell_anchor(approach, scenario, property_name)
                     if row is None:
                         cells[approach].append(
-                            MatrixCell(property_name, "missing", None, anchor, False)
+                            MatrixCell(property_name, NOT_CHECKED, None, anchor, False)
                         )
                         continue
                     expected = None if is_missing(row.expected) else str(row.expected)

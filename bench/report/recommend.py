@@ -20,6 +20,7 @@ import pandas as pd
 from bench.common.schema import (
     DISTRIBUTED_PROPERTY,
     HOLDS,
+    NOT_CHECKED,
     NOT_JUDGED,
     PEER,
     UNSUPPORTED,
@@ -170,7 +171,7 @@ FINDING_VERBS = {
     VIOLATED: "violates",
     UNSUPPORTED: "does not support",
     NOT_JUDGED: "could not be judged (every case raised) on",
-    "missing": "was not checked for",
+    NOT_CHECKED: "was not checked for",
 }
 
 
@@ -233,7 +234,7 @@ def check_setup(verification: pd.DataFrame, setup: Setup) -> SetupCheck:
         kind = traits[scenario]
         for approach in approaches:
             row = cells.get((approach, scenario, property_name))
-            outcome = "missing" if row is None else row.outcome
+            outcome = NOT_CHECKED if row is None else row.outcome
             if outcome == HOLDS:
                 continue
             explanation = (
