@@ -106,6 +106,12 @@ def resolve(reference: str) -> Implementation:
     )
 
 
+def implementation_of(approach: Implementation | str) -> Implementation:
+    """``approach`` itself, or the implementation its reference names (public entry points that
+    a user calls with a name resolve it here, once)."""
+    return approach if isinstance(approach, Implementation) else resolve(approach)
+
+
 def default_names() -> list[str]:
     """What the commands run by default: every reference approach, then every peer."""
     return [*impls.APPROACHES, *PEERS]

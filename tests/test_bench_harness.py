@@ -398,11 +398,15 @@ def test_ddp_rows_skip_what_cannot_run_and_carry_measurements():
     peer, seed, frozen, split = ddp_cases(
         PROFILES["quick"], ["peft_trainable_tokens", "seed_two_tables", "freeze_all", "split"]
     )
-    assert skip_reason(peer, memory_budget=None) is None
-    assert "pretrained rows first" in skip_reason(seed, memory_budget=None)
-    assert "no parameter requires a gradient" in skip_reason(frozen, memory_budget=None)
-    assert "for 2 ranks > 1 KiB budget" in skip_reason(split, memory_budget=1_024)
-    assert skip_reason(split, memory_budget=None) is None
+
+    def reason(case, budget=None):
+        return skip_reason(case, resolve(case.approach), memory_budget=budget)
+
+    assert reason(peer) is None
+    assert "pretrained rows first" in reason(seed)
+    assert "no parameter requires a gradient" in reason(frozen)
+    assert "for 2 ranks > 1 KiB budget" in reason(split, 1_024)
+    assert reason(split) is None
     measured = DdpStepCost(
         "split", n_trainable=200, steps=5, error=None, median_s=0.5, iqr_s=0.1,
         allreduce_bytes=123, frozen_rows_identical=True, peak_bytes=4096,

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from bench.common.frozen_rows import frozen_rows_identical
 from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
-from bench.implementations import resolve
+from bench.implementations import Implementation
 
 
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
@@ -33,7 +33,7 @@ def make_optimizer(name: str, params) -> torch.optim.Optimizer:
 class RankTrainingCase:
     """One approach trained under one wrapper for a few steps (the P7 check)."""
 
-    approach: str
+    implementation: Implementation
     wrapper: str
     optimizer: str
     steps: int
@@ -47,6 +47,10 @@ class RankTrainingCase:
     """For testing the watchdog only: this rank sleeps forever instead of training."""
 
     @property
+    def approach(self) -> str:
+        return self.implementation.name
+
+    @property
     def label(self) -> str:
         return f"approach {self.approach!r} under {self.wrapper!r} with {self.optimizer!r}"
 
@@ -55,7 +59,7 @@ class RankTrainingCase:
 class StepCostCase:
     """One approach timed under DDP, its all-reduced bytes counted by a communication hook."""
 
-    approach: str
+    implementation: Implementation
     num_rows: int
     dim: int
     trainable_ids: tuple[int, ...]
@@ -65,6 +69,10 @@ class StepCostCase:
     warmup: int
     seed: int = 0
     options: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def approach(self) -> str:
+        return self.implementation.name
 
     @property
     def label(self) -> str:
@@ -94,10 +102,10 @@ def loss_coefficients(seed: int, dim: int) -> Tensor:
 
 
 def build_approach(case: "RankTrainingCase | StepCostCase") -> nn.Module:
-    """The case's approach: any name or MODULE:NAME ``bench.implementations`` resolves."""
+    """The case's implementation, built from the rank's copy of the pretrained table."""
     weight = initial_weight(case.seed, case.num_rows, case.dim)
     mask = trainable_mask(case.num_rows, case.trainable_ids)
-    return resolve(case.approach).from_pretrained(weight, mask, **dict(case.options))
+    return case.implementation.from_pretrained(weight, mask, **dict(case.options))
 
 
 def unused_parameters(emb: nn.Module, batches: list[Tensor], coef: Tensor) -> list[str]:

@@ -34,7 +34,7 @@ from bench.distributed.rank import (
     train_case,
     trainable_mask,
 )
-from bench.implementations import resolve
+from bench.implementations import Implementation, implementation_of
 from impls.validation import as_trainable_mask
 
 WRAPPERS = ("ddp", "fsdp2")
@@ -62,14 +62,16 @@ class FrozenRowChange(NamedTuple):
     after: Tensor
 
 
-def run_distributed(approach: str, wrapper: str, **arguments) -> DistributedOutcome:
+def run_distributed(
+    approach: Implementation | str, wrapper: str, **arguments
+) -> DistributedOutcome:
     """Train ``approach`` wrapped in ``wrapper`` ("ddp" | "fsdp2") on 2 ranks; the keyword
     arguments are :func:`run_distributed_matrix`'s."""
     return run_distributed_matrix([approach], [wrapper], **arguments)[0]
 
 
 def run_distributed_matrix(
-    approaches: Sequence[str],
+    approaches: Sequence[Implementation | str],
     wrappers: Sequence[str] = WRAPPERS,
     optimizer: str | Sequence[str] = "adamw",
     steps: int = 3,
@@ -106,7 +108,7 @@ def train_case_for(
     approach, wrapper, optimizer, steps, num_rows, dim, trainable, seed, tokens, options
 ) -> RankTrainingCase:
     """A validated case; bad arguments fail here, in the caller's process, naming the argument."""
-    resolve(approach)
+    implementation = implementation_of(approach)
     check_choice("wrapper", wrapper, WRAPPERS)
     optimizer_spec(optimizer)
     check_positive_ints(steps=steps, num_rows=num_rows, dim=dim, tokens=tokens)
@@ -117,7 +119,7 @@ def train_case_for(
         ids = tuple(mask.nonzero().squeeze(1).tolist())
     options = tuple(sorted(options.items()))
     return RankTrainingCase(
-        approach, wrapper, optimizer, steps, num_rows, dim, ids, tokens, seed, options
+        implementation, wrapper, optimizer, steps, num_rows, dim, ids, tokens, seed, options
     )
 
 
@@ -183,7 +185,7 @@ def ran_tables(outcome: DistributedOutcome) -> list[Tensor]:
     return outcome.per_rank_merged
 
 
-def measure_ddp_step(approach: str, *arguments, **keywords) -> DdpStepCost:
+def measure_ddp_step(approach: Implementation | str, *arguments, **keywords) -> DdpStepCost:
     """:func:`measure_ddp_matrix` for one approach."""
     return measure_ddp_matrix([approach], *arguments, **keywords)[0]
 
@@ -216,7 +218,7 @@ class DdpStepCost:
 
 
 def measure_ddp_matrix(
-    approaches: Sequence[str],
+    approaches: Sequence[Implementation | str],
     num_rows: int,
     dim: int,
     trainable_fraction: float,
@@ -228,8 +230,7 @@ def measure_ddp_matrix(
 ) -> list[DdpStepCost]:
     """Step time and bytes all-reduced per step per rank of each approach under DDP on 2 ranks,
     in one pair of processes; one :class:`DdpStepCost` per approach."""
-    for approach in approaches:
-        resolve(approach)
+    implementations = [implementation_of(approach) for approach in approaches]
     optimizer_spec(optimizer)
     check_positive_ints(num_rows=num_rows, dim=dim, tokens=tokens, steps=steps)
     if not isinstance(warmup, int) or warmup < 0:
@@ -243,7 +244,8 @@ def measure_ddp_matrix(
     generator = torch.Generator().manual_seed(0)
     ids = tuple(torch.randperm(num_rows, generator=generator)[:n_trainable].sort()[0].tolist())
     cases = [
-        StepCostCase(a, num_rows, dim, ids, tokens, optimizer, steps, warmup) for a in approaches
+        StepCostCase(i, num_rows, dim, ids, tokens, optimizer, steps, warmup)
+        for i in implementations
     ]
     measured = []
     results = run_cases(step_cost_case, cases, [c.label for c in cases], timeout_s)

@@ -209,7 +209,9 @@ def run_benchmarks(
             for case in ddp:
                 if case not in ddp_todo:
                     run.add("resumed", case.label())
-            for row in ddp_rows(ddp_todo, profile.ddp_steps, profile.case_timeout_s, memory_budget):
+            for row in ddp_rows(
+                ddp_todo, by_name, profile.ddp_steps, profile.case_timeout_s, memory_budget
+            ):
                 run.add(row["status"], f"ddp {row['approach']}")
                 results.append(row)
             progress.update()

@@ -8,12 +8,12 @@ ranks would not fit in memory), and turns the measurements into result rows with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bench.common.load import busy_cores, is_noisy, spread
 from bench.common.schema import FAILED, SKIPPED
-from bench.implementations import resolve
+from bench.implementations import Implementation
 from bench.perf.cases import BenchmarkCase, BenchmarkProfile
 from bench.perf.measure import build_training, estimate_memory, tiny_case
 from bench.perf.memory import over_budget
@@ -34,32 +34,38 @@ def ddp_cases(profile: BenchmarkProfile, approaches: Sequence[str]) -> list[Benc
     return [point.case(approach, "cpu", profile.name) for approach in approaches]
 
 
-def skip_reason(case: BenchmarkCase, memory_budget: int | None) -> str | None:
-    """Why ``case`` cannot run under DDP here, or None."""
-    approach = resolve(case.approach)
+def skip_reason(
+    case: BenchmarkCase, implementation: Implementation, memory_budget: int | None
+) -> str | None:
+    """Why ``case`` (of ``implementation``) cannot run under DDP here, or None."""
     try:
-        needed = RANKS * estimate_memory(approach, case).total_bytes
+        needed = RANKS * estimate_memory(implementation, case).total_bytes
     except UnsupportedOption as refusal:
         return str(refusal)
     if not any(
         p.requires_grad
-        for p in build_training(approach, tiny_case(case, 64, 4)).module.parameters()
+        for p in build_training(implementation, tiny_case(case, 64, 4)).module.parameters()
     ):
         return "no parameter requires a gradient; DistributedDataParallel refuses such a module"
     return over_budget(needed, memory_budget, case.device, per=f" for {RANKS} ranks")
 
 
 def ddp_rows(
-    cases: Sequence[BenchmarkCase], steps: int, timeout_s: float, memory_budget: int | None
+    cases: Sequence[BenchmarkCase],
+    implementations: Mapping[str, Implementation],
+    steps: int,
+    timeout_s: float,
+    memory_budget: int | None,
 ):
-    """One ``ddp_step`` row per case: measured, skipped (with reason) or failed (with error)."""
+    """One ``ddp_step`` row per case (``implementations``: each case's, by approach name):
+    measured, skipped (with reason) or failed (with error)."""
     # Imported here so that a run without DDP cases never loads the distributed code; an import
     # error from inside this package is a bug and surfaces as one.
     from bench.distributed.runs import measure_ddp_matrix
 
     rows, runnable = {}, []
     for case in cases:
-        reason = skip_reason(case, memory_budget)
+        reason = skip_reason(case, implementations[case.approach], memory_budget)
         if reason is None:
             runnable.append(case)
         else:
@@ -68,7 +74,7 @@ def ddp_rows(
         point = runnable[0]
         load = busy_cores()
         measured = measure_ddp_matrix(
-            [case.approach for case in runnable],
+            [implementations[case.approach] for case in runnable],
             point.V,
             point.D,
             point.trainable_fraction,

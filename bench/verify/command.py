@@ -236,7 +236,9 @@ def verify_distributed(
     by_name = {i.name: i for i in implementations}
     for name in scenario_names:
         scenario = SCENARIOS[name]
-        for outcome in run_distributed_matrix(list(by_name), (name,), optimizer=scenario.optimizer):
+        for outcome in run_distributed_matrix(
+            implementations, (name,), optimizer=scenario.optimizer
+        ):
             implementation = by_name[outcome.approach]
             notes = "; ".join(outcome.notes) or None
             source = distributed_reproduction(outcome.approach, name, scenario.optimizer)
