@@ -48,7 +48,7 @@ def judge_case(
     spec = OPTIMIZERS[scenario.optimizer]
     loop = scenario.loop
     factory = approach_factory(implementation, case)
-    approach, name = implementation.name, scenario.name
+    approach_name, scenario_name = implementation.name, scenario.name
 
     def run_loop(loop_to_run):
         return train(factory, case, spec, loop_to_run, errors_are_results=implementation.black_box)
@@ -67,9 +67,9 @@ def judge_case(
         raise
     verdicts: dict[str, P.Verdict] = {}
     if RUNS in properties:
-        verdicts[RUNS] = P.runs(run, approach, name)
+        verdicts[RUNS] = P.runs(run, approach_name, scenario_name)
     if "P5" in properties:
-        untouched = P.inputs_untouched(run, approach, name)
+        untouched = P.inputs_untouched(run, approach_name, scenario_name)
         if run.error is None or not untouched:  # a change made before it raised happened
             verdicts["P5"] = untouched
     if run.error:
@@ -80,18 +80,20 @@ def judge_case(
         ideal = train(ideal_factory(case), case, spec, loop.for_ideal())
     for prop in properties:
         if prop == "P1":
-            verdicts[prop] = P.frozen_rows_stay(run, case.weight, mask, approach, name)
+            verdicts[prop] = P.frozen_rows_stay(
+                run, case.weight, mask, approach_name, scenario_name
+            )
         elif prop == "P2":
-            verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach, name)
+            verdicts[prop] = P.touched_rows_changed(run, ideal, mask, approach_name, scenario_name)
         elif prop == "P3":
-            verdicts[prop] = P.follows_ideal(run, ideal, mask, approach, name)
+            verdicts[prop] = P.follows_ideal(run, ideal, mask, approach_name, scenario_name)
         elif prop == "P4":
-            verdicts[prop] = P.forward_matches_table(run, approach, name)
+            verdicts[prop] = P.forward_matches_table(run, approach_name, scenario_name)
         elif prop == "P6":
             resumed = run_loop(replace(loop, checkpoint_after=len(case.batches) // 2))
             if resumed.error:  # saving, loading or continuing raised: P0's finding
                 if RUNS in properties:
-                    verdicts[RUNS] = P.runs(resumed, approach, name)
+                    verdicts[RUNS] = P.runs(resumed, approach_name, scenario_name)
             else:
-                verdicts[prop] = P.resume_matches(resumed, run, approach, name)
+                verdicts[prop] = P.resume_matches(resumed, run, approach_name, scenario_name)
     return CaseVerdicts(verdicts)

@@ -45,12 +45,15 @@ def tolerance(dtype: torch.dtype) -> dict[str, float]:
     return {"rtol": 2e-2, "atol": 1e-3}
 
 
-def _where(approach: str, scenario: str, prop: str) -> str:
-    return f"{prop} ({PROPERTIES[prop]}) violated by approach {approach!r} in scenario {scenario!r}"
+def _where(approach_name: str, scenario_name: str, prop: str) -> str:
+    return (
+        f"{prop} ({PROPERTIES[prop]}) violated by approach {approach_name!r} in scenario "
+        f"{scenario_name!r}"
+    )
 
 
 def frozen_rows_stay(
-    run: Trajectory, weight: Tensor, mask: Tensor, approach: str, scenario: str
+    run: Trajectory, weight: Tensor, mask: Tensor, approach_name: str, scenario_name: str
 ) -> Verdict:
     """P1: every frozen row equals the caller's ``weight``, bit for bit, before the first step
     and after every step (:func:`bench.common.frozen_rows.changed_frozen_rows`).
@@ -65,7 +68,7 @@ def frozen_rows_stay(
             return Verdict(
                 "P1",
                 False,
-                f"{_where(approach, scenario, 'P1')}: the table read {_when(step)} is "
+                f"{_where(approach_name, scenario_name, 'P1')}: the table read {_when(step)} is "
                 f"{tuple(table.shape)} {table.dtype}, the weight given {tuple(weight.shape)} "
                 f"{weight.dtype}",
             )
@@ -76,8 +79,9 @@ def frozen_rows_stay(
             if not first:
                 row = int(changed[0])
                 first = (
-                    f"{_where(approach, scenario, 'P1')}: {_when(step)} frozen row {row} is "
-                    f"{table[row].tolist()}, but the weight given has {weight[row].tolist()}"
+                    f"{_where(approach_name, scenario_name, 'P1')}: {_when(step)} frozen row "
+                    f"{row} is {table[row].tolist()}, but the weight given has "
+                    f"{weight[row].tolist()}"
                 )
     if first:
         return Verdict("P1", False, f"{first} (largest change {worst:.3g})", worst)
@@ -89,7 +93,7 @@ def _when(step: int) -> str:
 
 
 def touched_rows_changed(
-    run: Trajectory, ideal: Trajectory, mask: Tensor, approach: str, scenario: str
+    run: Trajectory, ideal: Trajectory, mask: Tensor, approach_name: str, scenario_name: str
 ) -> Verdict:
     """P2: rows the ideal run gave a non-zero gradient must differ from their start."""
     received = ideal.received_gradient & mask
@@ -99,15 +103,15 @@ def touched_rows_changed(
         return Verdict(
             "P2",
             False,
-            f"{_where(approach, scenario, 'P2')}: trainable row {row} received a non-zero "
-            f"gradient but is still {run.tables[-1][row].tolist()} after "
+            f"{_where(approach_name, scenario_name, 'P2')}: trainable row {row} received a "
+            f"non-zero gradient but is still {run.tables[-1][row].tolist()} after "
             f"{len(run.tables) - 1} steps",
         )
     return Verdict("P2", True)
 
 
 def follows_ideal(
-    run: Trajectory, ideal: Trajectory, mask: Tensor, approach: str, scenario: str
+    run: Trajectory, ideal: Trajectory, mask: Tensor, approach_name: str, scenario_name: str
 ) -> Verdict:
     """P3: after every step, trainable rows are close to the ideal run's."""
     trainable = mask.nonzero().squeeze(1)
@@ -120,13 +124,13 @@ def follows_ideal(
             return Verdict(
                 "P3",
                 False,
-                f"{_where(approach, scenario, 'P3')}: after step {step} trainable row {row} is "
-                f"{got[row].tolist()} but the ideal run has {want[row].tolist()}",
+                f"{_where(approach_name, scenario_name, 'P3')}: after step {step} trainable "
+                f"row {row} is {got[row].tolist()} but the ideal run has {want[row].tolist()}",
             )
     return Verdict("P3", True)
 
 
-def forward_matches_table(run: Trajectory, approach: str, scenario: str) -> Verdict:
+def forward_matches_table(run: Trajectory, approach_name: str, scenario_name: str) -> Verdict:
     """P4: each output equals ``F.embedding`` on the merged table as it was before that step,
     and so does the last batch looked up again in ``eval()`` mode after the last step."""
     pairs = [
@@ -141,35 +145,39 @@ def forward_matches_table(run: Trajectory, approach: str, scenario: str) -> Verd
             return Verdict(
                 "P4",
                 False,
-                f"{_where(approach, scenario, 'P4')}: {when} the output {got.tolist()} differs "
-                f"from F.embedding(ids, merged_weight()) = {want.tolist()}",
+                f"{_where(approach_name, scenario_name, 'P4')}: {when} the output "
+                f"{got.tolist()} differs from F.embedding(ids, merged_weight()) = "
+                f"{want.tolist()}",
             )
     return Verdict("P4", True)
 
 
-def runs(run: Trajectory, approach: str, scenario: str) -> Verdict:
+def runs(run: Trajectory, approach_name: str, scenario_name: str) -> Verdict:
     """P0: building, training and reading the table raised nothing."""
     if run.error:
         return Verdict(
-            RUNS, False, f"{_where(approach, scenario, RUNS)}: {run.error}", raised=run.error
+            RUNS,
+            False,
+            f"{_where(approach_name, scenario_name, RUNS)}: {run.error}",
+            raised=run.error,
         )
     return Verdict(RUNS, True)
 
 
-def inputs_untouched(run: Trajectory, approach: str, scenario: str) -> Verdict:
+def inputs_untouched(run: Trajectory, approach_name: str, scenario_name: str) -> Verdict:
     """P5."""
     if run.mutated_inputs:
         return Verdict(
             "P5",
             False,
-            f"{_where(approach, scenario, 'P5')}: the caller's {', '.join(run.mutated_inputs)} "
-            "changed",
+            f"{_where(approach_name, scenario_name, 'P5')}: the caller's "
+            f"{', '.join(run.mutated_inputs)} changed",
         )
     return Verdict("P5", True)
 
 
 def resume_matches(
-    resumed: Trajectory, uninterrupted: Trajectory, approach: str, scenario: str
+    resumed: Trajectory, uninterrupted: Trajectory, approach_name: str, scenario_name: str
 ) -> Verdict:
     """P6: bit-identical tables after a save/load in the middle of the run (NaN included)."""
     for step, (got, want) in enumerate(zip(resumed.tables, uninterrupted.tables, strict=True)):
@@ -179,7 +187,7 @@ def resume_matches(
             return Verdict(
                 "P6",
                 False,
-                f"{_where(approach, scenario, 'P6')}: after step {step} row {row} is "
+                f"{_where(approach_name, scenario_name, 'P6')}: after step {step} row {row} is "
                 f"{got[row].tolist()} after save/load but {want[row].tolist()} without",
             )
     return Verdict("P6", True)
