@@ -42,9 +42,10 @@ def allocator() -> str:
     """The ``malloc`` the process runs with: a preloaded jemalloc or tcmalloc, else glibc's,
     with the tunables set in the environment.
 
-    On glibc every buffer above the mmap threshold of a fresh process is mapped and page-faulted
-    anew each step (measured: a 4,096 x 300 lookup step 3.5 ms in a fresh process, 1.0 ms with
-    tcmalloc or a raised ``MALLOC_MMAP_THRESHOLD_``), so a time means little without it.
+    On glibc a buffer above the mmap threshold of a fresh process may be mapped and page-faulted
+    anew each step, depending on what the process allocated and freed before (measured: a
+    4,096 x 300 lookup step 3.5 ms in one fresh process, 0.9-1.0 ms in others and with
+    tcmalloc), so a time means little without it.
     """
     preload = os.environ.get("LD_PRELOAD", "")
     for name in ("tcmalloc", "jemalloc", "mimalloc"):

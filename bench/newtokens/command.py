@@ -28,14 +28,7 @@ from pathlib import Path
 import torch
 
 import impls
-from bench.common.cli import (
-    add_device_argument,
-    add_memory_budget_argument,
-    budget_bytes,
-    chosen_devices,
-    restricted,
-    sigterm_unwinds,
-)
+from bench.common import cli
 from bench.common.environment import environment
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
@@ -78,23 +71,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", nargs="+", metavar="NAME", help="only these models of the profile"
     )
-    add_device_argument(parser, "train")
-    add_memory_budget_argument(parser, DEFAULT_MEMORY_BUDGET_GIB, f"{DEFAULT_MEMORY_BUDGET_GIB:g}")
+    cli.add_device_argument(parser, "train")
+    cli.add_memory_budget_argument(
+        parser, DEFAULT_MEMORY_BUDGET_GIB, f"{DEFAULT_MEMORY_BUDGET_GIB:g}"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
 def main(args: argparse.Namespace) -> int:
-    profile = restricted(PROFILES[args.profile], args.models)
+    profile = cli.restricted(PROFILES[args.profile], args.models)
     if profile is None:
         return 2
-    with sigterm_unwinds():
+    with cli.sigterm_unwinds():
         results = run_newtokens(
             profile,
             args.approaches,
-            chosen_devices(args.device),
+            cli.chosen_devices(args.device),
             args.out,
             args.seed,
-            budget_bytes(args.memory_budget),
+            cli.budget_bytes(args.memory_budget),
         )
     print(format_table(results.records))
     print(f"wrote {results.path} and {results.csv_path}")

@@ -23,14 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.common.cli import (
-    add_device_argument,
-    add_memory_budget_argument,
-    budget_bytes,
-    chosen_devices,
-    restricted,
-    sigterm_unwinds,
-)
+from bench.common import cli
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
@@ -41,7 +34,7 @@ from bench.implementations import (
     add_approaches_argument,
     chosen,
 )
-from bench.perf.bound import BANDWIDTH_BYTES, case_bound, measure_bandwidth
+from bench.perf.bound import BANDWIDTH_BYTES, measure_bandwidth
 from bench.perf.cases import (
     PHASES,
     PROFILES,
@@ -57,9 +50,9 @@ from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.longlived import long_lived_rows
 from bench.perf.measure import CaseMeasurement, estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
-from bench.perf.rows import result_row
+from bench.perf.rows import result_row, timed_fields, unmeasured_rows
 from bench.perf.tables import TableFiles
-from bench.perf.timing import PytestBenchmarkJson, summary
+from bench.perf.timing import PytestBenchmarkJson
 from impls.base import UnsupportedOption
 
 BANDWIDTH_TIMEOUT_S = 300
@@ -73,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="{quick,full}",
         help="quick (default): minutes on 2 cores; full: every sweep point, hours",
     )
-    add_device_argument(parser, "measure")
+    cli.add_device_argument(parser, "measure")
     add_approaches_argument(parser, "approaches to benchmark")
     parser.add_argument(
         "--sweeps",
@@ -92,20 +85,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "each row as threads",
     )
     parser.add_argument("--out", default="reports", help="output directory (default: reports)")
-    add_memory_budget_argument(parser, None, "the memory available at each case")
+    cli.add_memory_budget_argument(parser, None, "the memory available at each case")
 
 
 def main(args: argparse.Namespace) -> int:
-    profile = restricted(PROFILES[args.profile], args.sweeps)
+    profile = cli.restricted(PROFILES[args.profile], args.sweeps)
     if profile is None:
         return 2
-    with sigterm_unwinds():
+    with cli.sigterm_unwinds():
         run = run_benchmarks(
             profile,
             chosen(args.approaches),
-            chosen_devices(args.device),
+            cli.chosen_devices(args.device),
             Path(args.out),
-            budget_bytes(args.memory_budget),
+            cli.budget_bytes(args.memory_budget),
             args.threads,
         )
     print(run.describe())
@@ -262,16 +255,8 @@ class CaseMeasurer:
         for phase, entry in measured.benchmarks.items():
             entry["extra_info"]["sweeps"] = [member.sweep for member in group]
             entries.append(entry)
-            timing = summary(entry)
-            timing["tokens_per_s"] = case.T / timing["median_s"]
-            noisy = is_noisy(measured.load_before, [spread(timing["median_s"], timing["iqr_s"])])
-            fields = {
-                **common,
-                **timing,
-                **self.bound(case, phase, timing["median_s"]),
-                "noisy": noisy,
-            }
-            rows += [result_row(member, phase, **fields) for member in group]
+            timed = timed_fields(case, phase, entry, self.bandwidth, measured.load_before)
+            rows += [result_row(member, phase, **common, **timed) for member in group]
         return rows, entries
 
     def quietest_measurement(self, case: BenchmarkCase) -> CaseMeasurement:
@@ -305,12 +290,5 @@ class CaseMeasurer:
     def rows(
         self, group: Sequence[BenchmarkCase], status: str, reason: str, **fields
     ) -> list[dict]:
-        """Unmeasured rows of ``group``: the bound is known even when the time is not."""
-        return [
-            result_row(member, phase, status, reason, **fields, **self.bound(group[0], phase))
-            for member in group
-            for phase in PHASES
-        ]
-
-    def bound(self, case: BenchmarkCase, phase: str, median_s: float | None = None) -> dict:
-        return case_bound(case, phase, self.bandwidth, median_s)
+        """Unmeasured rows of ``group``."""
+        return unmeasured_rows(group, status, reason, self.bandwidth, **fields)

@@ -26,18 +26,17 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.common.load import busy_cores, is_noisy, spread
+from bench.common.load import busy_cores
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.schema import FAILED, SKIPPED, STEP_PHASE
 from bench.common.text import error_text
 from bench.implementations import Implementation
-from bench.perf.bound import case_bound
 from bench.perf.cases import PHASES, BenchmarkCase
 from bench.perf.measure import PHASE_MARKS, Training, build_training, estimate_memory, tiny_case
 from bench.perf.memory import MemoryEstimate, over_budget
-from bench.perf.rows import result_row
+from bench.perf.rows import result_row, timed_fields, unmeasured_rows
 from bench.perf.tables import TableFiles
-from bench.perf.timing import Marks, phase_entry, summary
+from bench.perf.timing import Marks, phase_entry
 from impls import UnsupportedOption
 
 ROUND_S = 0.05
@@ -160,16 +159,18 @@ def long_lived_rows(
         try:
             estimate = estimate_memory(by_name[case.approach], case)
         except UnsupportedOption as refusal:
-            rows[case] = _unmeasured(case, SKIPPED, str(refusal), bandwidth)
+            rows[case] = unmeasured_rows([case], SKIPPED, str(refusal), bandwidth)
             continue
         except Exception as error:
             reason = f"while estimating memory: {error_text(error)}"
-            rows[case] = _unmeasured(case, FAILED, reason, bandwidth)
+            rows[case] = unmeasured_rows([case], FAILED, reason, bandwidth)
             continue
         needed = persistent + estimate.persistent_bytes + max(transient, estimate.transient_bytes)
         reason = over_budget(needed, memory_budget, case.device, " with the models before it")
         if reason is not None:
-            rows[case] = _unmeasured(case, SKIPPED, reason, bandwidth, estimate.total_bytes)
+            rows[case] = unmeasured_rows(
+                [case], SKIPPED, reason, bandwidth, estimated_bytes=estimate.total_bytes
+            )
             continue
         admitted.append((case, estimate))
         persistent += estimate.persistent_bytes
@@ -193,57 +194,23 @@ def long_lived_rows(
         except Exception as error:  # IsolatedFailure, or the process could not even start
             reason = str(error) if isinstance(error, IsolatedFailure) else repr(error)
             for case, estimate in admitted:
-                rows[case] = _unmeasured(case, FAILED, reason, bandwidth, estimate.total_bytes)
+                rows[case] = unmeasured_rows(
+                    [case], FAILED, reason, bandwidth, estimated_bytes=estimate.total_bytes
+                )
         else:
             for (case, estimate), timing in zip(admitted, timings, strict=True):
                 case_entries = [long_lived_entry(timing, case, phase) for phase in PHASES]
                 entries += case_entries
                 rows[case] = [
-                    _measured(case, entry, bandwidth, load, estimate.total_bytes, timing.threads)
+                    result_row(
+                        case,
+                        entry["extra_info"]["phase"],
+                        **timed_fields(case, entry["extra_info"]["phase"], entry, bandwidth, load),
+                        estimated_bytes=estimate.total_bytes,
+                        load_before=load,
+                        threads=timing.threads,
+                        attempts=1,
+                    )
                     for entry in case_entries
                 ]
     return [row for case in cases for row in rows[case]], entries
-
-
-def _measured(
-    case: BenchmarkCase,
-    entry: dict,
-    bandwidth: float | None,
-    load: float | None,
-    estimated: int,
-    threads: int,
-) -> dict:
-    phase = entry["extra_info"]["phase"]
-    timing = summary(entry)
-    timing["tokens_per_s"] = case.T / timing["median_s"]
-    return result_row(
-        case,
-        phase,
-        **timing,
-        **case_bound(case, phase, bandwidth, timing["median_s"]),
-        estimated_bytes=estimated,
-        load_before=load,
-        noisy=is_noisy(load, [spread(timing["median_s"], timing["iqr_s"])]),
-        threads=threads,
-        attempts=1,
-    )
-
-
-def _unmeasured(
-    case: BenchmarkCase,
-    status: str,
-    reason: str,
-    bandwidth: float | None,
-    estimated: int | None = None,
-) -> list[dict]:
-    return [
-        result_row(
-            case,
-            phase,
-            status,
-            reason,
-            estimated_bytes=estimated,
-            **case_bound(case, phase, bandwidth),
-        )
-        for phase in PHASES
-    ]
