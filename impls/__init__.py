@@ -25,6 +25,7 @@ from .language_model import (
 from .parametrize import Parametrize
 from .restore import Restore
 from .split import Split
+from .step_in_backward import StepInBackward
 from .trained_rows import load_trained_rows, trained_rows_state_dict
 
 APPROACHES: dict[str, type[PartiallyFrozenEmbedding]] = {
@@ -41,6 +42,7 @@ APPROACHES: dict[str, type[PartiallyFrozenEmbedding]] = {
         DetachMask,
         Restore,
         Fused,
+        StepInBackward,
     )
 }
 

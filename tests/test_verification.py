@@ -42,6 +42,12 @@ CI_CELLS = [
     ("index_copy", "checkpoint"),
     ("fused", "compile_fullgraph"),
     ("split", "torch_func"),
+    # The update in backward: exact against the default AdamW it replaces (its fused kernel),
+    # through a checkpoint, and broken by the loops that act between backward and step.
+    ("step_in_backward", "adamw"),
+    ("step_in_backward", "checkpoint"),
+    ("step_in_backward", "grad_accumulation"),
+    ("step_in_backward", "clip_grad_norm"),
     ("grad_hook", "torch_func"),
     # The implementations as people run them, judged as black boxes.
     ("seed_two_tables", "sgd"),
@@ -106,8 +112,9 @@ def test_command_writes_records_as_they_complete_and_resumes(tmp_path):
 def test_distributed_cells_match_the_truth_table():
     """DDP keeps split frozen on both ranks; FSDP2 silently drops grad_zero's hook and cannot
     run restore's write-back on a sharded parameter; diffusers' write-back leaves the frozen rows
-    between trainable ones to train, and under FSDP2 it raises (a black box's violation)."""
-    approaches = ("split", "grad_zero", "restore", "diffusers_ti_restore")
+    between trainable ones to train, and under FSDP2 it raises (a black box's violation);
+    step_in_backward refuses both (its rows would step before the all-reduce)."""
+    approaches = ("split", "grad_zero", "restore", "diffusers_ti_restore", "step_in_backward")
     records = list(verify_distributed([resolve(a) for a in approaches], ["ddp", "fsdp2"]))
     assert {(r["approach"], r["scenario"]) for r in records} == {
         (a, s) for a in approaches for s in ("ddp", "fsdp2")

@@ -182,7 +182,15 @@ def _compiled_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
 EXACT = ("split", "fused")
 """The approaches whose step is O(T·D): the ones worth compiling."""
 
-QUICK_LONG_LIVED = ("fused", "split", "concat", "index_copy", PEFT_PEER, "grad_zero")
+QUICK_LONG_LIVED = (
+    "fused",
+    "step_in_backward",
+    "split",
+    "concat",
+    "index_copy",
+    PEFT_PEER,
+    "grad_zero",
+)
 """The quick profile's long-lived sweep: the per-token approaches that keep frozen rows exactly,
 PEFT and the common answer (``grad_zero``); the full profile holds every approach."""
 

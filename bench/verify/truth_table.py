@@ -39,6 +39,7 @@ PEFT, SEED, DIFFUSERS = "peft_trainable_tokens", "seed_two_tables", "diffusers_t
 ZERO_GRADIENT = frozenset({"grad_zero", "grad_hook", "detach_mask"})
 WHOLE_TABLE_IN_OPTIMIZER = ZERO_GRADIENT | {"parametrize", "restore", "full", DIFFUSERS}
 DENSE_REBUILD = frozenset({"concat", "index_copy", "parametrize", "detach_mask", PEFT})
+STEP_IN_BACKWARD = "step_in_backward"
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,30 @@ RULES: tuple[Rule, ...] = (
         VIOLATED,
         "Adafactor factors the second moment of the whole V×D parameter into row and column "
         "means, so the frozen rows' gradients (zero or not) change every trainable row's step",
+    ),
+    Rule(
+        {STEP_IN_BACKWARD},
+        {"grad_accumulation"},
+        {"P3", "P4"},
+        VIOLATED,
+        "the rows step at every backward, so a step of 2 accumulated micro-batches is 2 steps "
+        "(P3), and the second micro-batch already reads rows the first one moved (P4)",
+    ),
+    Rule(
+        {STEP_IN_BACKWARD},
+        {"clip_grad_norm"},
+        {"P3"},
+        VIOLATED,
+        "the rows have stepped on the raw gradient during backward; clip_grad_norm_ runs after "
+        "it, when their gradient is gone",
+    ),
+    Rule(
+        {STEP_IN_BACKWARD},
+        DISTRIBUTED,
+        ANY,
+        UNSUPPORTED,
+        "attach refuses a process group of more than one rank: the rows would step on the "
+        "rank's own gradient before DDP or FSDP all-reduces it",
     ),
     Rule(
         {PEFT},
