@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.distributed.runs import measure_ddp_matrix
+from bench.perf.cases import PROFILES
+from bench.perf.ddp import ddp_cases, measured_row
 from impls import APPROACHES
 from impls.step_in_backward import RowsStep
 
@@ -133,3 +136,16 @@ def test_the_fused_kernel_only_where_torch_chose_the_kernel(make_optimizer, dtyp
     emb = APPROACHES["step_in_backward"].from_pretrained(table(dtype), TRAINABLE, **options)
     emb.attach(make_optimizer(emb.parameters()))
     assert rows_step(emb).kernel == kernel
+
+
+def test_the_ddp_benchmark_records_its_refusal_as_a_skip():
+    """Under 2 gloo ranks ``attach`` refuses; the DDP sweep records that as skipped with the
+    approach's reason, while ``fused`` in the same pair of processes is measured."""
+    refused, measured = measure_ddp_matrix(
+        ["step_in_backward", "fused"], 64, 4, 0.25, 16, steps=1, warmup=0, timeout_s=60
+    )
+    assert refused.refused and "before DDP or FSDP has all-reduced it" in refused.error
+    assert not measured.refused and measured.error is None and measured.median_s > 0
+    (case,) = ddp_cases(PROFILES["quick"], ["step_in_backward"])
+    row = measured_row(case, refused)
+    assert (row["status"], row["reason"]) == ("skipped", refused.error)

@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from bench.common.processes import fork_context
 from bench.common.text import error_text
+from impls.base import UnsupportedOption
 
 WORLD_SIZE = 2
 POLL_S = 0.02
@@ -53,6 +54,8 @@ class RankResult:
     value: Any = None
     error: str | None = None
     traceback: str | None = None
+    refused: bool = False
+    """The exception was the approach's ``UnsupportedOption``: a refusal, not a failure."""
 
 
 @dataclass
@@ -72,6 +75,13 @@ class RanksResult:
             if result is not None and result.error is not None:
                 return f"rank {rank}: {result.error}"
         return None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the first rank that raised refused the case (``UnsupportedOption``)."""
+        if self.failure:
+            return False
+        return next((r.refused for r in self.ranks if r is not None and r.error), False)
 
 
 def run_cases(
@@ -242,6 +252,7 @@ def _rank_main(rank, port, task, cases, workdir: Path, timeout_s: float) -> None
                 result = RankResult(
                     error=error_text(exc).strip(),
                     traceback=traceback.format_exc(),
+                    refused=isinstance(exc, UnsupportedOption),
                 )
             _write_atomic(_result_path(workdir, index, rank), result.__dict__)
             store.set(f"status/{index}/{rank}", "error" if result.error else "ok")

@@ -215,6 +215,8 @@ class DdpStepCost:
     peak_method: str | None = None
     frozen_rows_identical: bool | None = None
     """On every rank."""
+    refused: bool = False
+    """The ``error`` is the approach refusing a process group (``UnsupportedOption``)."""
 
 
 def measure_ddp_matrix(
@@ -251,7 +253,9 @@ def measure_ddp_matrix(
     results = run_cases(step_cost_case, cases, [c.label for c in cases], timeout_s)
     for case, result in zip(cases, results, strict=True):
         if result.error is not None:
-            measured.append(DdpStepCost(case.approach, n_trainable, steps, result.error))
+            measured.append(
+                DdpStepCost(case.approach, n_trainable, steps, result.error, refused=result.refused)
+            )
             continue
         values: list[RankStepCost] = [
             r.value for r in result.ranks if r is not None and r.value is not None

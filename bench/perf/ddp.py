@@ -94,7 +94,8 @@ def measured_row(
     """The row of one measured DDP case; its time is the slowest rank's, its peak the largest
     rank's."""
     if result.error is not None:
-        return result_row(case, PHASE, FAILED, result.error, load_before=load_before)
+        status = SKIPPED if result.refused else FAILED
+        return result_row(case, PHASE, status, result.error, load_before=load_before)
     return result_row(
         case,
         PHASE,
