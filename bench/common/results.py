@@ -34,7 +34,7 @@ class ResultsFile:
         self.key = tuple(key)
         self._texts: dict[tuple, str] = {}  # key -> the record as JSON, in arrival order
         self._records: dict[tuple, dict] = {}
-        self._csv_written = 0.0
+        self._csv_written: float | None = None  # monotonic time; None: no view yet
         self._csv_stale = False
         if resume and self.path.exists():
             for record in load_records(self.path):
@@ -70,7 +70,9 @@ class ResultsFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, "[\n" + ",\n".join(self._texts.values()) + "\n]\n")
         self._csv_stale = True
-        if time.monotonic() - self._csv_written >= CSV_INTERVAL_S:
+        # The monotonic clock's zero is arbitrary (boot, on Linux): "never written" is its own
+        # state, or a run on a machine up for less than the interval would get no view at all.
+        if self._csv_written is None or time.monotonic() - self._csv_written >= CSV_INTERVAL_S:
             self.write_csv()
 
     def write_csv(self) -> None:
