@@ -38,7 +38,13 @@ from bench.perf.cases import (
 )
 from bench.perf.command import run_benchmarks
 from bench.perf.ddp import ddp_cases, measured_row, skip_reason
-from bench.perf.measure import build_training, estimate_memory, frozen_rows_kept, measure_case
+from bench.perf.measure import (
+    build_training,
+    estimate_memory,
+    frozen_rows_kept,
+    measure_case,
+    tiny_case,
+)
 from bench.perf.memory import persistent_bytes, transient_bytes
 from bench.perf.tables import TableFiles
 from bench.perf.timing import Marks, RoundsPolicy, phase_entry, time_phase
@@ -542,6 +548,27 @@ def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(tmp_path, monk
         ("ok", "fullgraph", "compiled")
     }, [r["reason"] for r in rows]
     assert all(r["frozen_rows_identical"] and r["median_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("optimizer, fused", [("adamw_fused", True), ("adamw", False)])
+def test_a_compiled_case_compiles_the_optimizer_step_unless_it_is_fused(optimizer, fused):
+    """A fused optimizer's kernel is behind torch.compiler.disable, so compiling its step adds
+    only graph breaks: the compiled case keeps the bound ``optimizer.step`` for it and compiles
+    the step of a for-each optimizer. Either way the compiled step trains the trainable rows."""
+    point = dataclasses.replace(SMOKE.points[0], optimizer=optimizer)
+    case = dataclasses.replace(
+        tiny_case(point.case("fused", "cpu", SMOKE.name), num_rows=64, n_trainable=8),
+        compile="fullgraph",
+    )
+    training = build_training(resolve("fused"), case)
+    assert (training.optimizer_step == training.optimizer.step) is fused, training.optimizer_step
+    trainable_before = [p.detach().clone() for p in training.module.parameters() if p.requires_grad]
+    training.step()
+    trainable_after = [p.detach() for p in training.module.parameters() if p.requires_grad]
+    pairs = zip(trainable_before, trainable_after, strict=True)
+    assert any(not torch.equal(b, a) for b, a in pairs), (
+        f"{optimizer}: the compiled step left every trainable parameter as it was"
+    )
 
 
 @pytest.mark.parametrize(
