@@ -71,6 +71,31 @@ def test_models_are_all_built_first_then_timed_in_rotated_rounds(monkeypatch):
     assert [t.steps_per_round for t in timings] == [1, 1, 1]
 
 
+def test_steps_per_round_come_from_the_typical_warm_up_step_not_a_slow_early_one():
+    """The first warm-up steps in a shared process are slow (seconds as measured for ``fused``);
+    calibrating on the second gave 2 steps a round where the steps that follow fill 10."""
+    warmup = [0.058, 0.025, 0.025, 0.012, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005]
+    assert longlived.steps_filling(warmup, 0.05) == 10
+    assert longlived.steps_filling(warmup[:2], 0.05) == 2
+    assert longlived.steps_filling([3.0, 0.7], 0.05) == 1  # a slow step still gets one
+    assert longlived.steps_filling([0.01], 0.05) == 5  # only the first: it is all there is
+    with pytest.raises(ValueError, match="warmup_seconds"):
+        longlived.steps_filling([], 0.05)
+
+
+def test_warm_up_lasts_its_rounds_worth_of_time_before_calibrating(monkeypatch):
+    """Two steps are not enough when they are short: warm-up goes on for WARMUP_ROUNDS rounds."""
+    names = ["fused"]
+    (case,) = cases_of(names)
+    training = longlived.build_training(resolve("fused"), case)
+    steps = []
+    step = training.step
+    monkeypatch.setattr(training, "step", lambda mark=lambda: None: steps.append(step(mark)))
+    monkeypatch.setattr(longlived, "ROUND_S", 0.02)
+    longlived._calibrated_steps(training, None)
+    assert len(steps) > longlived.WARMUP_STEPS, len(steps)
+
+
 def test_each_timed_step_gives_its_phases_nested_inside_it():
     names = ["split", "fused"]
     timings = measure_long_lived([resolve(n) for n in names], cases_of(names), rounds=2)

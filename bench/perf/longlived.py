@@ -12,14 +12,22 @@ same case (``process`` null); the report gives the ratio.
 
 A round gives an approach as many steps as fill :data:`ROUND_S` (at least one), calibrated on its
 warm-up steps, so a 5 ms step and a 1 s step are both timed over several rounds without the slow
-ones dominating the sweep's time. The phases come from marks inside each step, as in
-:mod:`bench.perf.measure`. The memory of all models together is estimated before the process
-starts; an approach that does not fit what is left is skipped with the estimate as its reason.
+ones dominating the sweep's time. The calibration reads the median of the warm-up steps after the
+first, over at least :data:`WARMUP_ROUNDS` rounds' worth of time: an approach's first steps in a
+shared process are several times slower than its later ones (the allocator is still growing its
+heap for the new shapes), and calibrating on one of them gave ``fused`` one step a round, so
+every one of its timed steps was the first after another model's, which alone is slower (measured
+at the headline case on 2 cores: 10-20 ms after ``grad_zero``'s step against 5 ms for the next).
+
+The phases come from marks inside each step, as in :mod:`bench.perf.measure`. The memory of all
+models together is estimated before the process starts; an approach that does not fit what is
+left is skipped with the estimate as its reason.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +50,9 @@ from impls import UnsupportedOption
 ROUND_S = 0.05
 """Seconds of steps an approach takes per round (at least one step)."""
 WARMUP_STEPS = 2
+"""Warm-up steps an approach takes at least before its steps per round are calibrated."""
+WARMUP_ROUNDS = 4
+"""Warm-up lasts at least this many rounds' worth of time (:data:`ROUND_S` each)."""
 
 
 @dataclass
@@ -114,14 +125,28 @@ so ``step`` spans the whole call, ``zero_grad`` included, as a fresh case's does
 
 def _calibrated_steps(training: Training, synchronize) -> int:
     """Warm ``training`` up and return how many steps fill :data:`ROUND_S`."""
-    for _ in range(WARMUP_STEPS):
+    seconds: list[float] = []
+    while len(seconds) < WARMUP_STEPS or sum(seconds) < WARMUP_ROUNDS * ROUND_S:
         training.next_batch()
         start = time.perf_counter()
         training.step()
         if synchronize is not None:
             synchronize()
-        step_s = time.perf_counter() - start
-    return max(1, math.floor(ROUND_S / step_s)) if step_s > 0 else 1
+        seconds.append(time.perf_counter() - start)
+    return steps_filling(seconds, ROUND_S)
+
+
+def steps_filling(warmup_seconds: Sequence[float], round_s: float) -> int:
+    """Steps (at least one) of the typical warm-up step's length that fill ``round_s`` seconds.
+
+    The typical step is the median of the warm-up steps after the first: the first pays for lazy
+    state (the optimizer's moments), the next few for the allocator growing its heap, and one of
+    those is no measure of the steps that follow.
+    """
+    if not warmup_seconds:
+        raise ValueError("warmup_seconds: expected at least one warm-up step, got none")
+    typical = statistics.median(warmup_seconds[1:] or warmup_seconds)
+    return max(1, math.floor(round_s / typical)) if typical > 0 else 1
 
 
 def long_lived_entry(timing: LongLivedTiming, case: BenchmarkCase, phase: str) -> dict:
