@@ -186,6 +186,46 @@ def test_training_step_allocates_nothing_with_v_rows(options):
         assert all(num_rows not in shape for _, shape in recorder.outputs), recorder.outputs
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"padding_idx": TRAINABLE_ROW}, {"scale_grad_by_freq": True}]
+)
+def test_backward_makes_one_trainable_sized_gradient_and_adds_into_it(options):
+    """The compact backward adds the tokens' gradient into its fresh (n, D) zeros in place: one
+    (n, D) tensor, not the zeros and an out-of-place copy of them (a pass and a buffer a step)."""
+    _, fused = make_pair(**options)
+    ids = batch_ids((8, 5))
+    out = fused(ids)
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    with OutputRecorder() as recorder:
+        out.backward(grad_out)
+    made = sorted(
+        name
+        for name, shape in recorder.outputs
+        if shape == (len(TRAINABLE_IDS), DIM) and name != "aten.detach.default"  # a view
+    )
+    assert made == ["aten.index_add_.default", "aten.new_zeros.default"], (
+        f"fused {options}: (n, D) tensors backward made: {made}"
+    )
+
+
+@pytest.mark.parametrize("options", [{}, {"scale_grad_by_freq": True}])
+def test_batched_gradients_through_the_in_place_backward_equal_one_at_a_time(options):
+    """``autograd.grad(..., is_grads_batched=True)`` runs the backward under vmap with a batched
+    incoming gradient: the in-place add must batch like the out-of-place one."""
+    _, fused = make_pair(**options)
+    out = fused(batch_ids((2, 7)))
+    cotangents = torch.randn(3, *out.shape, generator=torch.Generator().manual_seed(5))
+    weight = fused.trainable_weight
+    (batched,) = torch.autograd.grad(
+        out, weight, cotangents, is_grads_batched=True, retain_graph=True
+    )
+    for index, cotangent in enumerate(cotangents):
+        (one,) = torch.autograd.grad(out, weight, cotangent, retain_graph=True)
+        assert torch.equal(batched[index], one), (
+            f"fused {options}: cotangent {index}: batched {batched[index]} against {one}"
+        )
+
+
 def train(emb, optimizer, batches):
     for ids in batches:
         optimizer.zero_grad()
