@@ -152,7 +152,6 @@ class CompactOverwrite(torch.autograd.Function):
                 ctx.num_trainable,
                 ctx.local_padding_idx,
                 ctx.options.scale_grad_by_freq,
-                in_place=True,
             )
         if ctx.needs_input_grad[1]:
             grad_frozen = grad_out.index_fill(0, positions, 0)

@@ -226,6 +226,35 @@ def test_batched_gradients_through_the_in_place_backward_equal_one_at_a_time(opt
         )
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"padding_idx": TRAINABLE_ROW}, {"scale_grad_by_freq": True}]
+)
+@pytest.mark.parametrize("batched", ["ids", "parameters", "both"])
+def test_vmap_of_grad_through_the_in_place_backward_equals_one_sample_at_a_time(options, batched):
+    """Per-sample gradients (``vmap`` of ``grad``) go through the fixed-shape Function's
+    generated vmap rule, whose backward adds into its zeros in place."""
+    _, fused = make_pair(**options)
+    params = {name: p.detach() for name, p in fused.named_parameters()}
+    stacked = {name: torch.stack([p, 2 * p]) for name, p in params.items()}
+    ids = batch_ids((2, 6))
+
+    def loss(p, row_ids):
+        return torch.func.functional_call(fused, p, (row_ids,)).pow(2).sum()
+
+    p_in, p_dim = (stacked, 0) if batched != "ids" else (params, None)
+    ids_in, ids_dim = (ids, 0) if batched != "parameters" else (ids[0], None)
+    got = torch.func.vmap(torch.func.grad(loss), in_dims=(p_dim, ids_dim))(p_in, ids_in)
+    for index in range(2):
+        sample_p = {n: v[index] for n, v in stacked.items()} if p_dim == 0 else params
+        sample_ids = ids[index] if ids_dim == 0 else ids[0]
+        want = torch.func.grad(loss)(sample_p, sample_ids)["trainable_weight"]
+        torch.testing.assert_close(
+            got["trainable_weight"][index],
+            want,
+            msg=lambda m, index=index: f"fused {options}, vmap over {batched}, sample {index}: {m}",
+        )
+
+
 def train(emb, optimizer, batches):
     for ids in batches:
         optimizer.zero_grad()
