@@ -26,6 +26,7 @@ from bench.implementations import resolve
 from bench.peers.peft_trainable_tokens import PeftTrainableTokens
 from bench.perf.bound import bound_bytes, bound_fields
 from bench.perf.cases import (
+    COMPILE_MODES,
     PROFILES,
     WEIGHT_CHUNK_ROWS,
     BenchmarkCase,
@@ -44,6 +45,7 @@ from bench.perf.measure import (
     frozen_rows_kept,
     measure_case,
     tiny_case,
+    weighted_loss,
 )
 from bench.perf.memory import persistent_bytes, transient_bytes
 from bench.perf.tables import TableFiles
@@ -537,17 +539,43 @@ def test_a_quiet_case_is_measured_once(tmp_path, monkeypatch):
     }
 
 
-def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(tmp_path, monkeypatch):
-    """split and fused compile with fullgraph=True (a graph break would fail the case)."""
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+def test_a_compiled_case_runs_fullgraph_and_keeps_its_frozen_rows(mode, tmp_path, monkeypatch):
+    """fused compiles with fullgraph=True, the module alone or with the loss (a graph break
+    would fail the case)."""
     monkeypatch.setattr("bench.perf.command.is_noisy", lambda load, spreads: False)
-    point = dataclasses.replace(SMOKE.points[0], sweep="compiled", compile="fullgraph")
+    point = dataclasses.replace(SMOKE.points[0], sweep="compiled", compile=mode)
     profile = dataclasses.replace(SMOKE, points=(point,))
     run_benchmarks(profile, implementations(["fused"]), ["cpu"], tmp_path)
     rows = read_rows(tmp_path)
-    assert {(r["status"], r["compile"], r["sweep"]) for r in rows} == {
-        ("ok", "fullgraph", "compiled")
-    }, [r["reason"] for r in rows]
+    assert {(r["status"], r["compile"], r["sweep"]) for r in rows} == {("ok", mode, "compiled")}, [
+        r["reason"] for r in rows
+    ]
     assert all(r["frozen_rows_identical"] and r["median_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("approach", ["split", "fused"])
+def test_forward_and_loss_compiled_together_train_as_eager(approach):
+    """Compile mode fullgraph_loss runs forward and loss as one graph: the same loss and the same
+    trainable rows after a step as the eager case (the loss's sum may be reordered, hence close,
+    not equal)."""
+    point = dataclasses.replace(SMOKE.points[0], optimizer="adamw_fused")
+    eager_case = tiny_case(point.case(approach, "cpu", SMOKE.name), num_rows=64, n_trainable=8)
+    steps = {}
+    for mode in (None, "fullgraph_loss"):
+        training = build_training(resolve(approach), dataclasses.replace(eager_case, compile=mode))
+        for _ in range(2):
+            training.step()
+            training.next_batch()
+        loss = weighted_loss(training.module(training.ids), training.coefficients)
+        trained = [p.detach() for p in training.module.parameters() if p.requires_grad]
+        steps[mode] = (loss, trained)
+    (eager_loss, eager_rows), (compiled_loss, compiled_rows) = steps.values()
+    torch.testing.assert_close(compiled_loss, eager_loss, msg=f"{approach}: loss differs")
+    for eager_param, compiled_param in zip(eager_rows, compiled_rows, strict=True):
+        torch.testing.assert_close(
+            compiled_param, eager_param, msg=lambda m: f"{approach}: trained rows differ: {m}"
+        )
 
 
 @pytest.mark.parametrize("optimizer, fused", [("adamw_fused", True), ("adamw", False)])

@@ -200,3 +200,51 @@ def test_the_report_sets_each_long_lived_step_beside_its_fresh_step():
     assert list(table["approach"]) == ["fused", "split"]
     assert list(table["× fastest"]) == ["1.0×", "2.0×"]
     assert list(table["long-lived / fresh"]) == ["0.80×", "1.33×"]
+
+
+SIDE_BY_SIDE = tuple(
+    dataclasses.replace(SMOKE_POINT, sweep="compiled", compile=mode, approaches=("fused",))
+    for mode in (None, "fullgraph_loss")
+)
+
+
+def test_compiled_and_eager_are_timed_in_one_process_and_set_side_by_side(tmp_path):
+    """A side-by-side group runs in one process: the eager and the compiled rows of the compiled
+    sweep, both long-lived, and the report pairs the compiled row with that eager row (not with
+    the fresh headline row)."""
+    import pandas as pd
+
+    from bench.perf.rows import result_row
+    from bench.report.tables import compiled_table
+
+    profile = dataclasses.replace(
+        PROFILE, long_lived=None, side_by_side=(SIDE_BY_SIDE,), side_by_side_rounds=2
+    )
+    run = run_benchmarks(profile, [resolve("fused")], ["cpu"], tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["compile"], r["process"], r["sweep"], r["status"]) for r in rows} == {
+        (None, LONG_LIVED, "compiled", "ok"),
+        ("fullgraph_loss", LONG_LIVED, "compiled", "ok"),
+    }, [r["reason"] for r in rows]
+    assert sorted(run.outcomes["ok"]) == [
+        "long-lived fused compiled eager",
+        "long-lived fused compiled fullgraph_loss",
+    ]
+    fresh = SMOKE_POINT.case("fused", "cpu", "smoke")
+    fresh = dataclasses.replace(fresh, sweep="headline", process=None)
+    rows.append(result_row(fresh, "step", median_s=1.0, iqr_s=0.1, noisy=False))
+    table = compiled_table(pd.DataFrame(rows))
+    ((_, pair),) = table.iterrows()
+    step = {r["compile"]: r["median_s"] for r in rows if r["phase"] == "step" and r["process"]}
+    assert pair["timed in"] == "one process", pair
+    assert pair["compiled / eager"] == f"{step['fullgraph_loss'] / step[None]:.2f}×", (pair, step)
+
+
+def test_the_quick_profile_times_compiled_beside_eager_for_each_optimizer():
+    quick = PROFILES["quick"]
+    assert [{(p.optimizer, p.compile, p.process) for p in g} for g in quick.side_by_side] == [
+        {(o, mode, LONG_LIVED) for mode in (None, "fullgraph", "fullgraph_loss")}
+        for o in ("adamw", "adamw_fused")
+    ]
+    assert quick.only(["headline"]).side_by_side == ()
+    assert quick.only(["compiled"]).side_by_side == quick.side_by_side

@@ -21,14 +21,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.common.schema import LONG_LIVED_SWEEP, PEFT_PEER
+from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, PEFT_PEER
 from bench.perf.timing import RoundsPolicy
 
 SWEEPS = ("headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp", "longlived")
-COMPILE_MODES = ("fullgraph",)
-"""How a case's step may be compiled: ``fullgraph`` compiles the module with
-``torch.compile(fullgraph=True)`` (forward and, through AOTAutograd, backward) and the optimizer
-step with ``torch.compile`` (see :func:`bench.perf.measure.build_training`)."""
+COMPILE_MODES = ("fullgraph", "fullgraph_loss")
+"""How a case's step may be compiled (see :func:`bench.perf.measure.build_training`):
+``fullgraph`` compiles the module with ``torch.compile(fullgraph=True)`` (forward and, through
+AOTAutograd, backward), the loss stays eager; ``fullgraph_loss`` compiles forward and loss as one
+graph, as a user who compiles the model that computes the loss does (and as the verification
+matrix's ``compile_fullgraph`` scenario does), so the compiler may fuse the loss into what feeds it.
+Either way the optimizer step is compiled unless it is already one fused kernel. With
+``fullgraph_loss`` the ``forward`` phase ends after the loss: inside one graph they have no
+boundary to time."""
 PHASES = ("forward", "forward_backward", "step")
 LONG_LIVED = "long-lived"
 """``process`` of a case timed in the one process that holds every approach's model
@@ -152,11 +157,18 @@ class BenchmarkProfile:
     ddp_steps: int = 5
     long_lived: Point | None = None
     long_lived_rounds: int = 5
+    side_by_side: tuple[tuple[Point, ...], ...] = ()
+    """Groups of points of one sweep timed together, each group in one process per device, in interleaved
+    rounds as the long-lived sweep times its approaches: a compiled step beside the eager step it
+    is compared with. Fresh processes of the same case differ by up to a third on 2 cores, more
+    than the compiled-against-eager difference, so the ratio comes from one process."""
+    side_by_side_rounds: int = 20
 
     def only(self, sweeps: Sequence[str]) -> BenchmarkProfile:
         """This profile restricted to the named sweeps (``ddp`` and ``longlived`` or not)."""
         known = {p.sweep for p in self.points}
         known |= {p.sweep for p in (self.ddp, self.long_lived) if p is not None}
+        known |= {p.sweep for group in self.side_by_side for p in group}
         unknown = sorted(set(sweeps) - known)
         if unknown:
             raise ValueError(
@@ -168,13 +180,35 @@ class BenchmarkProfile:
             points=tuple(p for p in self.points if p.sweep in sweeps),
             ddp=self.ddp if "ddp" in sweeps else None,
             long_lived=self.long_lived if "longlived" in sweeps else None,
+            side_by_side=tuple(
+                group for group in self.side_by_side if group and group[0].sweep in sweeps
+            ),
         )
 
 
 def _compiled_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
-    """The headline step of the exact per-token approaches, compiled, beside their eager rows."""
+    """The headline step of the exact per-token approaches, compiled each way, beside their
+    eager rows."""
     return tuple(
-        Point("compiled", **{**HEADLINE, "optimizer": o}, compile="fullgraph", approaches=EXACT)
+        Point("compiled", **{**HEADLINE, "optimizer": o}, compile=mode, approaches=EXACT)
+        for mode in COMPILE_MODES
+        for o in optimizers
+    )
+
+
+def _compiled_side_by_side(optimizers: Sequence[str]) -> tuple[tuple[Point, ...], ...]:
+    """Per optimizer, one process: the exact per-token approaches eager and compiled each way."""
+    return tuple(
+        tuple(
+            Point(
+                COMPILED_SWEEP,
+                **{**HEADLINE, "optimizer": o},
+                compile=mode,
+                approaches=EXACT,
+                process=LONG_LIVED,
+            )
+            for mode in (None, *COMPILE_MODES)
+        )
         for o in optimizers
     )
 
@@ -242,6 +276,7 @@ PROFILES: dict[str, BenchmarkProfile] = {
         case_timeout_s=240,
         ddp=Point("ddp", **{**HEADLINE, "V": 20_000}),
         long_lived=_long_lived_point(QUICK_LONG_LIVED),
+        side_by_side=_compiled_side_by_side(["adamw", "adamw_fused"]),
     ),
     "full": BenchmarkProfile(
         name="full",
@@ -261,6 +296,8 @@ PROFILES: dict[str, BenchmarkProfile] = {
         ddp_steps=10,
         long_lived=_long_lived_point(None),
         long_lived_rounds=10,
+        side_by_side=_compiled_side_by_side(["adamw", "adamw_fused", "sgd"]),
+        side_by_side_rounds=40,
     ),
     "smoke": BenchmarkProfile(
         name="smoke",
@@ -298,15 +335,35 @@ def long_lived_cases(
     profile: BenchmarkProfile, approaches: Sequence[str], devices: Sequence[str]
 ) -> list[list[BenchmarkCase]]:
     """The long-lived sweep's cases, one list per device (one process each)."""
-    point = profile.long_lived
-    if point is None:
+    if profile.long_lived is None:
         return []
+    return _one_process_cases(profile, (profile.long_lived,), approaches, devices)
+
+
+def side_by_side_cases(
+    profile: BenchmarkProfile, approaches: Sequence[str], devices: Sequence[str]
+) -> list[list[BenchmarkCase]]:
+    """The cases of each :attr:`BenchmarkProfile.side_by_side` group, one list per group and
+    device (one process each)."""
+    return [
+        cases
+        for group in profile.side_by_side
+        for cases in _one_process_cases(profile, group, approaches, devices)
+    ]
+
+
+def _one_process_cases(
+    profile: BenchmarkProfile,
+    points: tuple[Point, ...],
+    approaches: Sequence[str],
+    devices: Sequence[str],
+) -> list[list[BenchmarkCase]]:
     return [
         cases
         for device in devices
         if (
             cases := profile_cases(
-                dataclasses.replace(profile, points=(point,)), approaches, [device]
+                dataclasses.replace(profile, points=points), approaches, [device]
             )
         )
     ]

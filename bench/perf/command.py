@@ -27,7 +27,14 @@ from bench.common import cli
 from bench.common.load import ATTEMPTS, busy_cores, is_noisy, spread
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.results import ResultsFile
-from bench.common.schema import FAILED, FINISHED, RESULTS, SKIPPED, STEP_PHASE
+from bench.common.schema import (
+    FAILED,
+    FINISHED,
+    LONG_LIVED_SWEEP,
+    RESULTS,
+    SKIPPED,
+    STEP_PHASE,
+)
 from bench.common.text import error_text, positive_int
 from bench.implementations import (
     Implementation,
@@ -44,6 +51,7 @@ from bench.perf.cases import (
     long_lived_cases,
     measurement_groups,
     profile_cases,
+    side_by_side_cases,
 )
 from bench.perf.ddp import PHASE as DDP_PHASE
 from bench.perf.ddp import ddp_cases, ddp_rows
@@ -147,11 +155,20 @@ def run_benchmarks(
         groups = measurement_groups(profile_cases(profile, list(by_name), devices))
         ddp = ddp_cases(profile, list(by_name)) if "cpu" in devices else []
         ddp_todo = [c for c in ddp if results.key_of(result_row(c, DDP_PHASE)) not in finished]
-        long_lived = long_lived_cases(profile, list(by_name), devices)
+        shared = [
+            *(
+                (cases, profile.long_lived_rounds)
+                for cases in long_lived_cases(profile, list(by_name), devices)
+            ),
+            *(
+                (cases, profile.side_by_side_rounds)
+                for cases in side_by_side_cases(profile, list(by_name), devices)
+            ),
+        ]
         run = RunSummary(out)
         bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
         progress = tqdm(
-            total=len(groups) + len(long_lived) + bool(ddp),
+            total=len(groups) + len(shared) + bool(ddp),
             desc=f"bench run {profile.name}",
             unit="case",
         )
@@ -172,8 +189,10 @@ def run_benchmarks(
                     results.append(row)
                 benchmarks.add(entries)
             progress.update()
-        for cases in long_lived:
-            progress.set_postfix_str(f"long-lived {cases[0].device}", refresh=True)
+        for cases, rounds in shared:
+            progress.set_postfix_str(
+                f"{cases[0].sweep} in one process {cases[0].device}", refresh=True
+            )
             todo = [c for c in cases if not result_keys(c) <= finished]
             for case in cases:
                 if case not in todo:
@@ -184,7 +203,7 @@ def run_benchmarks(
                 rows, entries = long_lived_rows(
                     implementations,
                     todo,
-                    profile.long_lived_rounds,
+                    rounds,
                     bandwidth=bandwidths[todo[0].device],
                     memory_budget=memory_budget,
                     timeout_s=profile.case_timeout_s * len(todo),
@@ -194,7 +213,7 @@ def run_benchmarks(
                 for row in rows:
                     results.append(row)
                     if row["phase"] == STEP_PHASE:
-                        run.add(row["status"], f"long-lived {row['approach']}")
+                        run.add(row["status"], _one_process_label(row))
                 benchmarks.add(entries)
             progress.update()
         if ddp:
@@ -210,6 +229,15 @@ def run_benchmarks(
             progress.update()
         progress.close()
     return run
+
+
+def _one_process_label(row: dict) -> str:
+    """``long-lived fused``; a side-by-side row adds its sweep and how it ran (eager or the
+    compile mode)."""
+    label = f"long-lived {row['approach']}"
+    if row["sweep"] == LONG_LIVED_SWEEP:
+        return label
+    return f"{label} {row['sweep']} {row['compile'] or 'eager'}"
 
 
 def _bandwidth(device: str) -> float | None:

@@ -8,7 +8,10 @@ for one case (the headline, default AdamW) in one process, keeps them all alive,
 and then times their steps in interleaved rounds: in each round every approach takes its steps,
 in an order rotated from round to round so that no approach always follows the same one. Each
 approach's rows carry ``process = "long-lived"`` and sit beside its fresh-process rows of the
-same case (``process`` null); the report gives the ratio.
+same case (``process`` null); the report gives the ratio. The same machinery times the
+``compiled`` sweep's side-by-side groups (:attr:`bench.perf.cases.BenchmarkProfile.side_by_side`):
+each approach eager and compiled each way in one process, so compiled against eager is a ratio
+of steps taken in the same rounds; a compiled model takes its compiling steps before the warm-up.
 
 A round gives an approach as many steps as fill :data:`ROUND_S` (at least one), calibrated on its
 warm-up steps, so a 5 ms step and a 1 s step are both timed over several rounds without the slow
@@ -40,7 +43,14 @@ from bench.common.schema import FAILED, SKIPPED, STEP_PHASE
 from bench.common.text import error_text
 from bench.implementations import Implementation
 from bench.perf.cases import PHASES, BenchmarkCase
-from bench.perf.measure import PHASE_MARKS, Training, build_training, estimate_memory, tiny_case
+from bench.perf.measure import (
+    COMPILE_WARMUP_STEPS,
+    PHASE_MARKS,
+    Training,
+    build_training,
+    estimate_memory,
+    tiny_case,
+)
 from bench.perf.memory import MemoryEstimate, over_budget
 from bench.perf.rows import result_row, timed_fields, unmeasured_rows
 from bench.perf.tables import TableFiles
@@ -91,6 +101,13 @@ def measure_long_lived(
         build_training(implementation, case, tables)
         for implementation, case in zip(implementations, cases, strict=True)
     ]
+    for training, case in zip(trainings, cases, strict=True):
+        if case.compile is not None:
+            # Compiling (and recompiling once the optimizer has state) is not a warm-up step:
+            # counted as one, it would leave a compiled model one step a round.
+            for _ in range(COMPILE_WARMUP_STEPS):
+                training.next_batch()
+                training.step()
     steps_per_round = [_calibrated_steps(training, synchronize) for training in trainings]
     marks = [Marks(synchronize) for _ in trainings]
     for round_index in range(rounds):

@@ -6,7 +6,8 @@ through :func:`build_training`, so the estimate sees exactly what the measuremen
 
 The phases are the training loop of docs/design.md, cut at three places: ``step`` (``zero_grad``,
 forward, backward, ``optimizer.step``, and whatever the approach registered through ``attach``),
-and inside each timed step ``forward`` (the lookup, with autograd recording as in training) and
+and inside each timed step ``forward`` (the lookup, with autograd recording as in training; with
+compile mode ``fullgraph_loss``, lookup and loss, which are one graph) and
 ``forward_backward`` (forward, loss and backward; ``zero_grad`` not included). All three come from
 the same timed steps: timing each phase in calls of its own cost three times the calls, and a
 slow approach's 400,000-row step (1.2-1.7 s with AdamW) was most of ``bench run``'s time. On CUDA
@@ -52,6 +53,12 @@ TINY_TOKENS = 32
 COMPILE_WARMUP_STEPS = 3
 
 
+def weighted_loss(out: Tensor, coefficients: Tensor) -> Tensor:
+    """The benchmark's loss: the looked-up rows weighted element by element, summed (every
+    element of the output gets a gradient of its own, so no backward can shortcut it)."""
+    return (out * coefficients).sum()
+
+
 @dataclass
 class Training:
     """A built case: the module, its optimizer and the batches the timed calls cycle through."""
@@ -62,6 +69,8 @@ class Training:
     coefficients: Tensor
     position: int = 0
     model: Callable[[Tensor], Tensor] | None = None  # what the forward calls: module or compiled
+    compiled_loss: Callable[[Tensor], Tensor] | None = None
+    """Forward and loss of the ids compiled as one graph (compile mode ``fullgraph_loss``)."""
     optimizer_step: Callable[[], object] | None = None  # optimizer.step, or its compiled form
 
     @property
@@ -79,9 +88,13 @@ class Training:
         three, so one timed step also gives the forward and forward+backward times."""
         self.zero_grad()
         mark()
-        out = self.forward()
-        mark()
-        loss = (out * self.coefficients).sum()
+        if self.compiled_loss is None:
+            out = self.forward()
+            mark()
+            loss = weighted_loss(out, self.coefficients)
+        else:
+            loss = self.compiled_loss(self.ids)
+            mark()  # forward and loss are one graph: the forward phase includes the loss
         if loss.requires_grad:  # freeze_all has nothing to differentiate
             loss.backward()
         mark()
@@ -141,13 +154,19 @@ def build_training(
     module.attach(optimizer)
     batches = [ids.to(case.device) for ids in token_batches(case)]
     training = Training(module, optimizer, batches, loss_coefficients(case).to(case.device))
-    if case.compile == "fullgraph":
-        # The module with fullgraph=True: a graph break (a host read, a data-dependent shape)
-        # fails the case instead of silently running eager pieces. The optimizer step is
-        # compiled on its own, as torch's optimizer-compilation recipe does, unless it is
-        # already one fused kernel (see compiled_optimizer_step).
-        training.model = torch.compile(module, fullgraph=True)
+    if case.compile is not None:
+        # fullgraph=True: a graph break (a host read, a data-dependent shape) fails the case
+        # instead of silently running eager pieces. The optimizer step is compiled on its own,
+        # as torch's optimizer-compilation recipe does, unless it is already one fused kernel
+        # (see compiled_optimizer_step).
         training.optimizer_step = compiled_optimizer_step(optimizer)
+    if case.compile == "fullgraph":
+        training.model = torch.compile(module, fullgraph=True)
+    elif case.compile == "fullgraph_loss":
+        coefficients = training.coefficients
+        training.compiled_loss = torch.compile(
+            lambda ids: weighted_loss(module(ids), coefficients), fullgraph=True
+        )
     return training
 
 

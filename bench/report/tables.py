@@ -73,19 +73,26 @@ COMPILED_MATCH = ("approach", "device", "dtype", "V", "D", "trainable_fraction",
 
 
 def compiled_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Each compiled step beside the eager step of the same approach and case, with the ratio."""
-    compiled = ok_rows(results, COMPILED_SWEEP)
-    eager = ok_rows(results)
+    """Each compiled step beside the eager step of the same approach and case, with the ratio.
+
+    A compiled row timed in fresh processes pairs with the fresh headline row; one timed side by
+    side in one process pairs with the eager row of that process (``process`` long-lived)."""
+    swept = ok_rows(results, COMPILED_SWEEP)
+    compiled = swept[swept["compile"].notna()]
+    headline = ok_rows(results)
+    eager = pd.concat([headline[headline["process"].isna()], swept[swept["compile"].isna()]])
     eager = eager[eager["compile"].isna()]
     if compiled.empty or eager.empty:
         return pd.DataFrame()
-    pairs = compiled.merge(eager, on=list(COMPILED_MATCH), suffixes=("", "_eager"))
+    on = [*COMPILED_MATCH, "timed in"]
+    pairs = _with_timed_in(compiled).merge(_with_timed_in(eager), on=on, suffixes=("", "_eager"))
     return pd.DataFrame(
         {
             "approach": pairs["approach"],
             "optimizer": pairs["optimizer"],
             "device": pairs["device"],
             "compiled": pairs["compile"],
+            "timed in": pairs["timed in"],
             "eager step": pairs["median_s_eager"].map(format_seconds),
             "compiled step": pairs["median_s"].map(format_seconds),
             "compiled / eager": (pairs["median_s"] / pairs["median_s_eager"]).map(
@@ -93,6 +100,17 @@ def compiled_table(results: pd.DataFrame) -> pd.DataFrame:
             ),
             "compiled fraction of bound": pairs["fraction_of_bound"].map(format_percent),
             "noisy": (pairs["noisy"].eq(True) | pairs["noisy_eager"].eq(True)).map(noisy_or_not),
+        }
+    )
+
+
+def _with_timed_in(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with a ``timed in`` column: one process for all, or a fresh process each."""
+    return rows.assign(
+        **{
+            "timed in": rows["process"].map(
+                lambda p: "fresh processes" if is_missing(p) else "one process"
+            )
         }
     )
 
