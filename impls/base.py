@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .huge_pages import huge_page_copy
 from .validation import (
     as_trainable_mask,
     check_ids,
@@ -98,7 +99,9 @@ class PartiallyFrozenEmbedding(nn.Module):
         """Build the approach from a pretrained ``(V, D)`` table and the rows that may train.
 
         ``trainable`` is a bool mask of length V or a 1-D tensor of distinct row ids. The caller's
-        tensors are copied, never aliased, so training cannot write through to them.
+        tensors are copied, never aliased, so training cannot write through to them; a large
+        table's copy is put on transparent huge pages where the system offers them
+        (:mod:`impls.huge_pages`: the lookup's random rows miss the TLB less).
         """
         weight = check_weight(weight)
         num_rows = weight.shape[0]
@@ -116,7 +119,7 @@ class PartiallyFrozenEmbedding(nn.Module):
                     f"approach {cls.name!r} does not support {option}="
                     f"{getattr(options, option)!r}: {cls.refused_options[option]}"
                 )
-        return cls(weight.detach().clone(), mask, options)
+        return cls(huge_page_copy(weight), mask, options)
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         """Connect to the optimizer that steps ``parameters()``; most approaches need nothing."""
