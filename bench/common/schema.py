@@ -120,8 +120,10 @@ CASE_FIELDS = (
     "optimizer", "sparse", "sweep", "profile", "compile", "process",
 )  # fmt: skip
 """What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
-compiled (``fullgraph``); ``process`` is null for a case measured in a fresh process of its own,
-``long-lived`` for one timed beside the other approaches in one process."""
+compiled (``fullgraph``: the module; ``fullgraph_loss``: forward and loss as one graph);
+``process`` is null for a case measured in a fresh process of its own, ``long-lived`` for one
+timed beside other cases in one process (the ``longlived`` sweep, and the ``compiled`` sweep's
+eager and compiled steps side by side)."""
 CASE_COLUMNS = (
     "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
     "process",
