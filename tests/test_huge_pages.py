@@ -16,7 +16,9 @@ def vma_fields(address: int) -> dict[str, str]:
     """The ``/proc/self/smaps`` fields of the mapping that holds ``address``."""
     fields: dict[str, str] = {}
     inside = False
-    for line in open("/proc/self/smaps"):
+    with open("/proc/self/smaps") as smaps:
+        lines = smaps.readlines()
+    for line in lines:
         head = line.split()[0]
         if "-" in head and not head.endswith(":"):
             start, end = (int(x, 16) for x in head.split("-"))

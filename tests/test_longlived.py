@@ -16,7 +16,7 @@ import pytest
 import impls
 from bench.implementations import resolve
 from bench.perf import longlived
-from bench.perf.cases import LONG_LIVED, PROFILES, Point, long_lived_cases
+from bench.perf.cases import LONG_LIVED, PROFILES, SIDE_BY_SIDE, Point, long_lived_cases
 from bench.perf.command import run_benchmarks
 from bench.perf.longlived import measure_long_lived
 from impls.split import Split
@@ -171,7 +171,10 @@ def test_rounds_and_cases_are_checked_by_name():
 
 
 def test_a_case_refuses_an_unknown_process_by_name():
-    with pytest.raises(ValueError, match="process: expected None or 'long-lived', got 'warm'"):
+    with pytest.raises(
+        ValueError,
+        match="process: expected None or one of \\('long-lived', 'side-by-side'\\), got 'warm'",
+    ):
         dataclasses.replace(cases_of(["split"])[0], process="warm")
 
 
@@ -202,8 +205,10 @@ def test_the_report_sets_each_long_lived_step_beside_its_fresh_step():
     assert list(table["long-lived / fresh"]) == ["0.80×", "1.33×"]
 
 
-SIDE_BY_SIDE = tuple(
-    dataclasses.replace(SMOKE_POINT, sweep="compiled", compile=mode, approaches=("fused",))
+COMPILED_GROUP = tuple(
+    dataclasses.replace(
+        SMOKE_POINT, sweep="compiled", compile=mode, approaches=("fused",), process=SIDE_BY_SIDE
+    )
     for mode in (None, "fullgraph_loss")
 )
 
@@ -218,13 +223,13 @@ def test_compiled_and_eager_are_timed_in_one_process_and_set_side_by_side(tmp_pa
     from bench.report.tables import compiled_table
 
     profile = dataclasses.replace(
-        PROFILE, long_lived=None, side_by_side=(SIDE_BY_SIDE,), side_by_side_rounds=2
+        PROFILE, long_lived=None, side_by_side=(COMPILED_GROUP,), side_by_side_rounds=2
     )
     run = run_benchmarks(profile, [resolve("fused")], ["cpu"], tmp_path)
     rows = json.loads((tmp_path / "results.json").read_text())
     assert {(r["compile"], r["process"], r["sweep"], r["status"]) for r in rows} == {
-        (None, LONG_LIVED, "compiled", "ok"),
-        ("fullgraph_loss", LONG_LIVED, "compiled", "ok"),
+        (None, SIDE_BY_SIDE, "compiled", "ok"),
+        ("fullgraph_loss", SIDE_BY_SIDE, "compiled", "ok"),
     }, [r["reason"] for r in rows]
     assert sorted(run.outcomes["ok"]) == [
         "long-lived fused compiled eager",
@@ -243,7 +248,7 @@ def test_compiled_and_eager_are_timed_in_one_process_and_set_side_by_side(tmp_pa
 def test_the_quick_profile_times_compiled_beside_eager_for_each_optimizer():
     quick = PROFILES["quick"]
     assert [{(p.optimizer, p.compile, p.process) for p in g} for g in quick.side_by_side] == [
-        {(o, mode, LONG_LIVED) for mode in (None, "fullgraph", "fullgraph_loss")}
+        {(o, mode, SIDE_BY_SIDE) for mode in (None, "fullgraph", "fullgraph_loss")}
         for o in ("adamw", "adamw_fused")
     ]
     assert quick.only(["headline"]).side_by_side == ()

@@ -122,8 +122,8 @@ CASE_FIELDS = (
 """What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
 compiled (``fullgraph``: the module; ``fullgraph_loss``: forward and loss as one graph);
 ``process`` is null for a case measured in a fresh process of its own, ``long-lived`` for one
-timed beside other cases in one process (the ``longlived`` sweep, and the ``compiled`` sweep's
-eager and compiled steps side by side)."""
+timed beside every approach's model in one process (the ``longlived`` sweep), ``side-by-side``
+for the ``compiled`` sweep's eager and compiled steps timed in one process."""
 CASE_COLUMNS = (
     "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
     "process",

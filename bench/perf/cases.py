@@ -38,6 +38,11 @@ PHASES = ("forward", "forward_backward", "step")
 LONG_LIVED = "long-lived"
 """``process`` of a case timed in the one process that holds every approach's model
 (:mod:`bench.perf.longlived`); null: a fresh process per case."""
+SIDE_BY_SIDE = "side-by-side"
+"""``process`` of a case timed in one process beside the other forms (eager, compiled each way)
+of the same approaches (:attr:`BenchmarkProfile.side_by_side`): another process than the
+long-lived one, so another case."""
+PROCESSES = (LONG_LIVED, SIDE_BY_SIDE)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 HEADLINE = {"V": 400_000, "D": 300, "T": 4_096, "trainable_fraction": 0.01, "optimizer": "adamw"}
@@ -113,8 +118,8 @@ class BenchmarkCase:
             raise ValueError(
                 f"compile: expected None or one of {COMPILE_MODES}, got {self.compile!r}"
             )
-        if self.process not in (None, LONG_LIVED):
-            raise ValueError(f"process: expected None or {LONG_LIVED!r}, got {self.process!r}")
+        if self.process is not None and self.process not in PROCESSES:
+            raise ValueError(f"process: expected None or one of {PROCESSES}, got {self.process!r}")
         if not 0 < self.trainable_fraction <= 1:
             raise ValueError(
                 "trainable_fraction: expected a fraction in (0, 1], got "
@@ -158,10 +163,11 @@ class BenchmarkProfile:
     long_lived: Point | None = None
     long_lived_rounds: int = 5
     side_by_side: tuple[tuple[Point, ...], ...] = ()
-    """Groups of points of one sweep timed together, each group in one process per device, in interleaved
-    rounds as the long-lived sweep times its approaches: a compiled step beside the eager step it
-    is compared with. Fresh processes of the same case differ by up to a third on 2 cores, more
-    than the compiled-against-eager difference, so the ratio comes from one process."""
+    """Groups of points of one sweep timed together, each group in one process per device, in
+    interleaved rounds as the long-lived sweep times its approaches: a compiled step beside the
+    eager step it is compared with. Fresh processes of the same case differ by up to a third on
+    2 cores, more than the compiled-against-eager difference, so the ratio comes from one
+    process."""
     side_by_side_rounds: int = 20
 
     def only(self, sweeps: Sequence[str]) -> BenchmarkProfile:
@@ -205,7 +211,7 @@ def _compiled_side_by_side(optimizers: Sequence[str]) -> tuple[tuple[Point, ...]
                 **{**HEADLINE, "optimizer": o},
                 compile=mode,
                 approaches=EXACT,
-                process=LONG_LIVED,
+                process=SIDE_BY_SIDE,
             )
             for mode in (None, *COMPILE_MODES)
         )
