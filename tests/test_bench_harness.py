@@ -234,6 +234,40 @@ def test_time_phase_runs_probe_warmup_and_rounds_with_setup_before_each_call():
     assert {"median", "iqr", "q1", "q3"} <= set(entry["stats"])
 
 
+def test_rounds_come_from_the_warm_up_not_from_the_slow_first_call():
+    """A first call 100× slower than the rest (a fresh process's first step) must not set the
+    rounds: by the probe's time a 1 s budget would give 3 rounds, by the warm-up's it gives the
+    maximum."""
+    seconds = iter([0.3])
+    policy = RoundsPolicy(phase_budget_s=1.0, min_rounds=3, max_rounds=40, warmup_rounds=2)
+    entry = time_phase(
+        lambda: time.sleep(next(seconds, 0.003)),
+        name="step[x]",
+        group="step x",
+        extra_info={},
+        policy=policy,
+    )
+    assert entry["stats"]["rounds"] == 40, entry["stats"]["rounds"]
+
+
+def test_warm_up_lasts_at_least_its_seconds():
+    """With ``warmup_s`` the untimed calls between the probe and the rounds last at least that
+    long in all, beyond ``warmup_rounds`` calls (one 2 ms call would not)."""
+    durations = []
+
+    def call() -> None:
+        start = time.perf_counter()
+        time.sleep(0.002)
+        durations.append(time.perf_counter() - start)
+
+    policy = RoundsPolicy(
+        phase_budget_s=1.0, min_rounds=3, max_rounds=3, warmup_rounds=1, warmup_s=0.04
+    )
+    time_phase(call, name="step[x]", group="step x", extra_info={}, policy=policy)
+    warm_up = durations[1:-3]  # after the probe, before the 3 rounds
+    assert len(warm_up) >= 2 and sum(warm_up) >= 0.04, warm_up
+
+
 def test_marks_time_the_phases_inside_the_timed_calls_only():
     policy = RoundsPolicy(phase_budget_s=1.0, min_rounds=3, max_rounds=3, warmup_rounds=1)
     marks = Marks()

@@ -278,7 +278,9 @@ PROFILES: dict[str, BenchmarkProfile] = {
             *_sweep("tokens", {**HEADLINE, "V": QUICK_SWEEP_V}, T=(512, 4_096, 16_384)),
             *(dataclasses.replace(p, cuda_only=True) for p in LLM_POINTS if p.V == 128_000),
         ),
-        rounds=RoundsPolicy(phase_budget_s=0.3, min_rounds=3, max_rounds=20, warmup_rounds=1),
+        rounds=RoundsPolicy(
+            phase_budget_s=0.3, min_rounds=3, max_rounds=60, warmup_rounds=1, warmup_s=0.25
+        ),
         case_timeout_s=240,
         ddp=Point("ddp", **{**HEADLINE, "V": 20_000}),
         long_lived=_long_lived_point(QUICK_LONG_LIVED),
@@ -296,7 +298,9 @@ PROFILES: dict[str, BenchmarkProfile] = {
             *_sweep("tokens", HEADLINE, T=(256, 1_024, 4_096, 16_384, 65_536)),
             *LLM_POINTS,
         ),
-        rounds=RoundsPolicy(phase_budget_s=5.0, min_rounds=5, max_rounds=200, warmup_rounds=2),
+        rounds=RoundsPolicy(
+            phase_budget_s=5.0, min_rounds=5, max_rounds=200, warmup_rounds=2, warmup_s=1.0
+        ),
         case_timeout_s=1_800,
         ddp=Point("ddp", **HEADLINE),
         ddp_steps=10,
