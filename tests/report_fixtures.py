@@ -183,6 +183,8 @@ def measured(row: dict, phase: str, seconds: float) -> dict:
         "bandwidth_bytes_per_s": bandwidth,
         "bound_s": bound_bytes / bandwidth,
         "fraction_of_bound": bound_bytes / bandwidth / seconds,
+        "loss_bytes": 4 * T * D * 4,
+        "fraction_of_bound_with_loss": (bound_bytes + 4 * T * D * 4) / bandwidth / seconds,
         "allreduce_bytes": None,
         "frozen_rows_identical": row["approach"] != "full",
         "threads": 2,

@@ -24,7 +24,7 @@ from bench.common.processes import IsolatedFailure, run_isolated
 from bench.distributed.runs import DdpStepCost
 from bench.implementations import resolve
 from bench.peers.peft_trainable_tokens import PeftTrainableTokens
-from bench.perf.bound import bound_bytes, bound_fields
+from bench.perf.bound import bound_bytes, bound_fields, loss_bytes
 from bench.perf.cases import (
     COMPILE_MODES,
     PROFILES,
@@ -58,7 +58,8 @@ SCHEMA_KEYS = {
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
     "optimizer", "sparse", "sweep", "profile", "phase", "status", "reason", "median_s", "iqr_s",
     "rounds", "tokens_per_s", "persistent_bytes", "peak_bytes", "bound_bytes",
-    "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "allreduce_bytes",
+    "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "loss_bytes",
+    "fraction_of_bound_with_loss", "allreduce_bytes",
     "frozen_rows_identical", "env",
 }  # fmt: skip
 """The keys of results.json that other tools read: an interface the schema must keep."""
@@ -165,13 +166,37 @@ def test_bound_bytes_follow_the_stated_model():
 
 
 def test_bound_fields_divide_by_bandwidth_and_by_the_median():
-    assert bound_fields(1_000, 500.0, 4.0) == {
+    assert bound_fields(1_000, 500.0, 4.0, 600) == {
         "bound_bytes": 1_000,
         "bandwidth_bytes_per_s": 500.0,
         "bound_s": 2.0,
         "fraction_of_bound": 0.5,
+        "loss_bytes": 600,
+        "fraction_of_bound_with_loss": 0.8,  # (1,000 + 600) / 500 / 4
     }
     assert bound_fields(1_000, None, 4.0)["fraction_of_bound"] is None
+    assert bound_fields(1_000, 500.0, 4.0)["fraction_of_bound_with_loss"] is None
+
+
+@pytest.mark.parametrize(
+    ("compile_mode", "forward"), [(None, 0), ("fullgraph", 0), ("fullgraph_loss", 2 * 64 * 32)]
+)
+def test_loss_bytes_count_the_loss_inside_each_timed_phase(compile_mode, forward):
+    case = small_case(compile=compile_mode)  # the output is T x D = 64 x 8 float32: 2,048 bytes
+    # forward: read the output and the coefficients; backward: read them, write the gradient
+    assert loss_bytes(case, "forward") == forward
+    assert loss_bytes(case, "forward_backward") == loss_bytes(case, "step") == 4 * 64 * 32
+    with pytest.raises(ValueError, match="phase"):
+        loss_bytes(case, "backward")
+
+
+def test_the_benchmark_loss_is_the_weighted_sum_and_hands_back_its_weights_as_gradient():
+    out = torch.randn(64, 8, requires_grad=True)
+    coefficients = torch.rand(64, 8).add_(0.5)
+    loss = weighted_loss(out, coefficients)
+    torch.testing.assert_close(loss, (out * coefficients).sum())
+    loss.backward()
+    assert torch.equal(out.grad, coefficients)
 
 
 def test_bound_rejects_an_unknown_phase_and_optimizer():

@@ -513,3 +513,19 @@ def test_the_loader_coerces_boolean_columns_from_json_and_csv_text(tmp_path):
     assert frame["noisy"].iloc[0] is True and frame["noisy"].iloc[1] is True
     assert frame["frozen_rows_identical"].iloc[0] is False
     assert frame["frozen_rows_identical"].iloc[1] is None
+
+
+def test_the_headline_table_gives_the_bound_with_and_without_the_loss(complete):
+    page, _ = complete
+    section = re.search(r"Headline case, every approach</h3>(.*?)</table>", page, re.S)
+    assert section, "the headline section has a table"
+    header = re.findall(r"<th>([^<]*)</th>", section.group(1))
+    assert {"fraction of bound", "with the loss"} <= set(header), header
+    split = next(r for r in re.findall(r"<tr>(.*?)</tr>", section.group(1), re.S) if "split" in r)
+    cells = re.findall(r"<td>([^<]*)</td>", split)
+    without, with_loss = (
+        float(cells[header.index(name)].rstrip("%"))
+        for name in ("fraction of bound", "with the loss")
+    )
+    # the loss adds 4·T·D·s to what the step must move, so the step is closer to that bound
+    assert with_loss > without, (without, with_loss)

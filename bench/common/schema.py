@@ -132,7 +132,8 @@ CASE_COLUMNS = (
 fraction; approach, sweep and profile do not change what is measured)."""
 MEASURED_FIELDS = (
     "median_s", "iqr_s", "rounds", "tokens_per_s", "persistent_bytes", "peak_bytes",
-    "bound_bytes", "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "allreduce_bytes",
+    "bound_bytes", "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "loss_bytes",
+    "fraction_of_bound_with_loss", "allreduce_bytes",
     "frozen_rows_identical", "estimated_bytes", "peak_method", "threads", "load_before", "noisy",
     "attempts",
 )  # fmt: skip
@@ -161,6 +162,8 @@ RESULTS = ResultFileSchema(
         "bandwidth_bytes_per_s",
         "bound_s",
         "fraction_of_bound",
+        "loss_bytes",
+        "fraction_of_bound_with_loss",
         "allreduce_bytes",
         "threads",
         "load_before",

@@ -13,6 +13,14 @@ width, n the trainable rows and u the distinct trainable rows the batch looks up
   weight decay applies with or without a gradient), m = u when only rows with a gradient move
   (plain SGD, SparseAdam).
 
+The timed phases also run the benchmark's loss (:func:`bench.perf.measure.weighted_loss`), whose
+traffic no embedding can avoid and the bound above leaves out: its forward reads the output and
+the loss's coefficients (2·T·D·s), its backward reads the coefficients and writes the output's
+gradient (2·T·D·s). ``loss_bytes`` counts it per phase (the forward phase holds the loss's forward
+only when forward and loss are compiled as one graph), and ``fraction_of_bound_with_loss`` is
+bound plus loss over the median: how close the whole timed step is to what it must move, where
+``fraction_of_bound`` says how close the embedding's share alone would have to be.
+
 Frozen rows cost nothing: they are never read except where a token looks them up. Caches are
 ignored: a V×D table does not fit in them, and the timed calls cycle through several batches so
 one call's rows are gone from the cache by the next (a small case can still beat the bound).
@@ -83,16 +91,42 @@ def bound_bytes(case: BenchmarkCase, phase: str, unique_trainable: int) -> int:
     raise ValueError(f"phase: expected 'forward', 'forward_backward' or 'step', got {phase!r}")
 
 
-def bound_fields(bytes_moved: int | None, bandwidth: float | None, median_s: float | None) -> dict:
-    """``bound_s`` and ``fraction_of_bound`` (1.0 = at the hardware limit) for a result row."""
-    bound_s = bytes_moved / bandwidth if bytes_moved is not None and bandwidth else None
-    fraction = bound_s / median_s if bound_s is not None and median_s else None
+def loss_bytes(case: BenchmarkCase, phase: str) -> int:
+    """Least bytes the benchmark's loss moves inside ``phase`` of ``case`` (module docstring)."""
+    output = case.T * case.D * case.torch_dtype.itemsize
+    if phase == "forward":
+        return 2 * output if case.compile == "fullgraph_loss" else 0
+    if phase in ("forward_backward", "step"):
+        return 4 * output
+    raise ValueError(f"phase: expected 'forward', 'forward_backward' or 'step', got {phase!r}")
+
+
+def bound_fields(
+    bytes_moved: int | None,
+    bandwidth: float | None,
+    median_s: float | None,
+    loss_moved: int | None = None,
+) -> dict:
+    """``bound_s`` and ``fraction_of_bound`` (1.0 = at the hardware limit) for a result row, and
+    with ``loss_moved`` the same fraction for the bound plus the loss's bytes."""
     return {
         "bound_bytes": bytes_moved,
         "bandwidth_bytes_per_s": bandwidth,
-        "bound_s": bound_s,
-        "fraction_of_bound": fraction,
+        "bound_s": _seconds(bytes_moved, bandwidth),
+        "fraction_of_bound": _fraction(_seconds(bytes_moved, bandwidth), median_s),
+        "loss_bytes": loss_moved,
+        "fraction_of_bound_with_loss": _fraction(
+            _seconds(None if loss_moved is None else bytes_moved + loss_moved, bandwidth), median_s
+        ),
     }
+
+
+def _seconds(bytes_moved: int | None, bandwidth: float | None) -> float | None:
+    return bytes_moved / bandwidth if bytes_moved is not None and bandwidth else None
+
+
+def _fraction(bound_s: float | None, median_s: float | None) -> float | None:
+    return bound_s / median_s if bound_s is not None and median_s else None
 
 
 def case_bound(
@@ -100,7 +134,10 @@ def case_bound(
 ) -> dict:
     """The bound fields of ``case``'s ``phase`` row (known even when the time is not)."""
     return bound_fields(
-        bound_bytes(case, phase, unique_trainable_tokens(case)), bandwidth, median_s
+        bound_bytes(case, phase, unique_trainable_tokens(case)),
+        bandwidth,
+        median_s,
+        loss_bytes(case, phase),
     )
 
 

@@ -439,9 +439,9 @@ def loss_coefficients(case: BenchmarkCase) -> Tensor:
     """Positive ``(T, D)`` weights of the loss ``(output * coefficients).sum()`` (on CPU).
 
     Why this loss: its backward hands every approach the same dense output gradient, as a real
-    model would, for about a tenth of a millisecond at the headline case (``square().mean()``
-    costs ten times that, a large share of the fastest approaches' step); positive weights give
-    every looked-up row a non-zero gradient.
+    model would, for the least a loss can move (read the output and the weights, write the
+    output's gradient from the weights: :func:`bench.perf.bound.loss_bytes`; ``square().mean()``
+    makes more passes); positive weights give every looked-up row a non-zero gradient.
     """
     generator = _generator(case, LOSS_STREAM)
     return torch.rand(case.T, case.D, generator=generator).add_(0.5).to(case.torch_dtype)

@@ -55,8 +55,12 @@ COMPILE_WARMUP_STEPS = 3
 
 def weighted_loss(out: Tensor, coefficients: Tensor) -> Tensor:
     """The benchmark's loss: the looked-up rows weighted element by element, summed (every
-    element of the output gets a gradient of its own, so no backward can shortcut it)."""
-    return (out * coefficients).sum()
+    element of the output gets a gradient of its own, so no backward can shortcut it).
+
+    One dot product rather than ``(out * coefficients).sum()``: the same value and the same
+    gradient (``coefficients``), without the product's T×D temporary written and read again
+    (0.36 against 0.52-0.62 ms for forward and backward at T = 4,096, D = 300 on 2 cores)."""
+    return torch.vdot(out.reshape(-1), coefficients.reshape(-1))
 
 
 @dataclass

@@ -50,6 +50,7 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
             "peak": rows["peak_bytes"].map(format_bytes),
             "bound": rows["bound_s"].map(format_seconds),
             "fraction of bound": rows["fraction_of_bound"].map(format_percent),
+            "with the loss": rows["fraction_of_bound_with_loss"].map(format_percent),
             "frozen rows identical": rows["frozen_rows_identical"].map(yes_no),
             "threads": rows["threads"].map(format_count),
             "busy cores before": rows["load_before"].map(format_load),
@@ -99,6 +100,7 @@ def compiled_table(results: pd.DataFrame) -> pd.DataFrame:
                 lambda ratio: f"{ratio:.2f}×"
             ),
             "compiled fraction of bound": pairs["fraction_of_bound"].map(format_percent),
+            "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
             "noisy": (pairs["noisy"].eq(True) | pairs["noisy_eager"].eq(True)).map(noisy_or_not),
         }
     )
@@ -139,6 +141,8 @@ def long_lived_table(results: pd.DataFrame) -> pd.DataFrame:
             "long-lived / fresh": (pairs["median_s"] / pairs["median_s_fresh"]).map(
                 lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
             ),
+            "fraction of bound": pairs["fraction_of_bound"].map(format_percent),
+            "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
             "noisy": (pairs["noisy"].eq(True) | pairs["noisy_fresh"].eq(True)).map(noisy_or_not),
         }
     )
