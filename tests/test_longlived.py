@@ -15,10 +15,18 @@ import pytest
 
 import impls
 from bench.implementations import resolve
-from bench.perf import longlived
-from bench.perf.cases import LONG_LIVED, PROFILES, SIDE_BY_SIDE, Point, long_lived_cases
+from bench.perf import longlived, measure
+from bench.perf.cases import (
+    LONG_LIVED,
+    PROFILES,
+    RETAINED,
+    SIDE_BY_SIDE,
+    Point,
+    long_lived_cases,
+    profile_cases,
+)
 from bench.perf.command import run_benchmarks
-from bench.perf.longlived import measure_long_lived
+from bench.perf.longlived import long_lived_rows, measure_long_lived
 from impls.split import Split
 
 SMOKE_POINT = Point(
@@ -247,9 +255,66 @@ def test_compiled_and_eager_are_timed_in_one_process_and_set_side_by_side(tmp_pa
 
 def test_the_quick_profile_times_compiled_beside_eager_for_each_optimizer():
     quick = PROFILES["quick"]
-    assert [{(p.optimizer, p.compile, p.process) for p in g} for g in quick.side_by_side] == [
-        {(o, mode, SIDE_BY_SIDE) for mode in (None, "fullgraph", "fullgraph_loss")}
+    compiled = quick.only(["compiled"]).side_by_side
+    assert [{(p.optimizer, p.compile, p.process, p.malloc) for p in g} for g in compiled] == [
+        {(o, mode, SIDE_BY_SIDE, None) for mode in (None, "fullgraph", "fullgraph_loss")}
         for o in ("adamw", "adamw_fused")
     ]
     assert quick.only(["headline"]).side_by_side == ()
-    assert quick.only(["compiled"]).side_by_side == quick.side_by_side
+
+
+def test_the_retained_sweep_times_the_fastest_approaches_in_fresh_processes_keeping_memory():
+    retained = PROFILES["quick"].only(["retained"])
+    assert retained.side_by_side == () and retained.long_lived is None
+    assert {(p.malloc, p.process, p.compile) for p in retained.points} == {(RETAINED, None, None)}
+    assert {p.optimizer for p in retained.points} == {"adamw", "adamw_fused"}
+    cases = profile_cases(retained, ["fused", "split", "grad_zero"], ["cpu"])
+    assert {c.approach for c in cases} == {"fused", "split"}  # grad_zero is not among its own
+    assert all(c.label().endswith("-malloc-retained") for c in cases)
+
+
+def retained(cases):
+    return [dataclasses.replace(case, malloc=RETAINED) for case in cases]
+
+
+def test_a_retained_process_keeps_freed_memory_before_it_builds_a_model(monkeypatch):
+    events = []
+    monkeypatch.setattr(measure, "retain_freed_memory", lambda: events.append("retain") or True)
+    build = longlived.build_training
+    monkeypatch.setattr(
+        longlived,
+        "build_training",
+        lambda *arguments: events.append("build") or build(*arguments),
+    )
+    names = ["split", "fused"]
+    measure_long_lived([resolve(n) for n in names], retained(cases_of(names)), rounds=1)
+    assert events[0] == "retain" and events.count("retain") == 1, events
+    events.clear()
+    measure_long_lived([resolve(n) for n in names], cases_of(names), rounds=1)
+    assert "retain" not in events  # a process as it started is left as it is
+
+
+def test_one_process_refuses_cases_of_two_mallocs():
+    cases = cases_of(["split", "fused"])
+    with pytest.raises(ValueError, match="cases: expected one malloc for one process"):
+        measure_long_lived(
+            [resolve("split"), resolve("fused")], [cases[0], *retained(cases[1:])], rounds=1
+        )
+
+
+def test_retained_cases_are_skipped_with_the_reason_where_the_c_library_is_not_glibc(
+    monkeypatch,
+):
+    monkeypatch.setattr(measure.platform, "libc_ver", lambda: ("musl", "1.2"))
+    names = ["split", "fused"]
+    rows, _ = long_lived_rows(
+        [resolve(n) for n in names],
+        retained(cases_of(names)),
+        1,
+        bandwidth=None,
+        memory_budget=None,
+        timeout_s=60,
+    )
+    assert {row["status"] for row in rows} == {"skipped"}
+    assert all("glibc" in row["reason"] and "musl" in row["reason"] for row in rows)
+    assert {row["malloc"] for row in rows} == {RETAINED}

@@ -529,3 +529,14 @@ def test_the_headline_table_gives_the_bound_with_and_without_the_loss(complete):
     )
     # the loss adds 4·T·D·s to what the step must move, so the step is closer to that bound
     assert with_loss > without, (without, with_loss)
+
+
+def test_a_step_in_a_process_that_keeps_freed_memory_is_set_beside_the_same_step_as_started(
+    complete,
+):
+    page, _ = complete
+    section = re.search(r"keeps freed memory</h3>(.*?)</table>", page, re.S)
+    assert section, "the retained section has a table"
+    split = next(r for r in re.findall(r"<tr>(.*?)</tr>", section.group(1), re.S) if "split" in r)
+    # the fixture's retained step is 0.6 of its headline step
+    assert "0.60×" in split, split

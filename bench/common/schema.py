@@ -117,16 +117,19 @@ cases the implementation refused."""
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
-    "optimizer", "sparse", "sweep", "profile", "compile", "process",
+    "optimizer", "sparse", "sweep", "profile", "compile", "process", "malloc",
 )  # fmt: skip
 """What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
 compiled (``fullgraph``: the module; ``fullgraph_loss``: forward and loss as one graph);
 ``process`` is null for a case measured in a fresh process of its own, ``long-lived`` for one
 timed beside every approach's model in one process (the ``longlived`` sweep), ``side-by-side``
-for the ``compiled`` sweep's eager and compiled steps timed in one process."""
+for the ``compiled`` sweep's eager and compiled steps timed in one process; ``malloc`` is null
+for a process whose ``malloc`` runs as it started (its ``env.allocator`` says which), ``retained``
+for one that called :func:`impls.allocator.retain_freed_memory` before building any model (the
+``retained`` sweep)."""
 CASE_COLUMNS = (
     "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
-    "process",
+    "process", "malloc",
 )  # fmt: skip
 """The case fields that tell two benchmark cases apart (``n_trainable`` follows from V and the
 fraction; approach, sweep and profile do not change what is measured)."""
@@ -184,6 +187,9 @@ COMPILED_SWEEP = "compiled"
 LONG_LIVED_SWEEP = "longlived"
 """The headline case again, several approaches in one long-lived process (``process``
 ``long-lived``), compared with their fresh-process rows."""
+RETAINED_SWEEP = "retained"
+"""The headline case again, the fastest approaches eager, each in a fresh process that keeps freed
+memory (``malloc`` ``retained``), compared with the headline's fresh processes."""
 
 REALDATA = ResultFileSchema(
     name="realdata",

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, PEFT_PEER
+from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, PEFT_PEER, RETAINED_SWEEP
 from bench.perf.timing import RoundsPolicy
 
-SWEEPS = ("headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp", "longlived")
+SWEEPS = (
+    "headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp", "longlived", "retained",
+)  # fmt: skip
 COMPILE_MODES = ("fullgraph", "fullgraph_loss")
 """How a case's step may be compiled (see :func:`bench.perf.measure.build_training`):
 ``fullgraph`` compiles the module with ``torch.compile(fullgraph=True)`` (forward and, through
@@ -43,6 +45,10 @@ SIDE_BY_SIDE = "side-by-side"
 of the same approaches (:attr:`BenchmarkProfile.side_by_side`): another process than the
 long-lived one, so another case."""
 PROCESSES = (LONG_LIVED, SIDE_BY_SIDE)
+RETAINED = "retained"
+"""``malloc`` of a case timed in a process that called
+:func:`impls.allocator.retain_freed_memory` first; null: ``malloc`` as the process started."""
+MALLOC_MODES = (RETAINED,)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 HEADLINE = {"V": 400_000, "D": 300, "T": 4_096, "trainable_fraction": 0.01, "optimizer": "adamw"}
@@ -71,6 +77,7 @@ class Point:
     compile: str | None = None
     approaches: tuple[str, ...] | None = None  # None: every approach of the run
     process: str | None = None
+    malloc: str | None = None
 
     def case(self, approach: str, device: str, profile: str) -> BenchmarkCase:
         return BenchmarkCase(
@@ -87,6 +94,7 @@ class Point:
             profile=profile,
             compile=self.compile,
             process=self.process,
+            malloc=self.malloc,
         )
 
 
@@ -105,6 +113,7 @@ class BenchmarkCase:
     profile: str
     compile: str | None = None
     process: str | None = None
+    malloc: str | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -120,6 +129,8 @@ class BenchmarkCase:
             )
         if self.process is not None and self.process not in PROCESSES:
             raise ValueError(f"process: expected None or one of {PROCESSES}, got {self.process!r}")
+        if self.malloc is not None and self.malloc not in MALLOC_MODES:
+            raise ValueError(f"malloc: expected None or one of {MALLOC_MODES}, got {self.malloc!r}")
         if not 0 < self.trainable_fraction <= 1:
             raise ValueError(
                 "trainable_fraction: expected a fraction in (0, 1], got "
@@ -149,6 +160,7 @@ class BenchmarkCase:
             f"f{self.trainable_fraction:g}-T{self.T}-{self.optimizer}-{kind}"
             + (f"-compiled-{self.compile}" if self.compile else "")
             + (f"-{self.process}" if self.process else "")
+            + (f"-malloc-{self.malloc}" if self.malloc else "")
         )
 
 
@@ -222,6 +234,24 @@ def _compiled_side_by_side(optimizers: Sequence[str]) -> tuple[tuple[Point, ...]
 EXACT = ("split", "fused")
 """The approaches whose step is O(T·D): the ones worth compiling."""
 
+RETAINED_APPROACHES = ("fused", "step_in_backward", "split", "freeze_all")
+"""The retained sweep's approaches: the fastest exact ones and the lookup alone."""
+
+
+def _retained_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
+    """The fastest approaches' headline step, eager, each in a fresh process that keeps freed
+    memory, beside the headline's fresh processes whose ``malloc`` runs as it started."""
+    return tuple(
+        Point(
+            RETAINED_SWEEP,
+            **{**HEADLINE, "optimizer": o},
+            approaches=RETAINED_APPROACHES,
+            malloc=RETAINED,
+        )
+        for o in optimizers
+    )
+
+
 QUICK_LONG_LIVED = (
     "fused",
     "step_in_backward",
@@ -269,6 +299,7 @@ PROFILES: dict[str, BenchmarkProfile] = {
         points=(
             *_headline_points(["adamw", "adamw_fused", "sgd"]),
             *_compiled_points(["adamw", "adamw_fused"]),
+            *_retained_points(["adamw", "adamw_fused"]),
             *_sweep("vocab", HEADLINE, V=(10_000, QUICK_SWEEP_V, 100_000, 400_000)),
             *_sweep(
                 "fraction",
@@ -291,6 +322,7 @@ PROFILES: dict[str, BenchmarkProfile] = {
         points=(
             *_headline_points(["adamw", "adamw_fused", "sgd"]),
             *_compiled_points(["adamw", "adamw_fused", "sgd"]),
+            *_retained_points(["adamw", "adamw_fused", "sgd"]),
             *_sweep("vocab", HEADLINE, V=(10_000, 20_000, 50_000, 100_000, 200_000, 400_000)),
             *_sweep(
                 "fraction", HEADLINE, trainable_fraction=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5)

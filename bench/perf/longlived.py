@@ -49,6 +49,8 @@ from bench.perf.measure import (
     Training,
     build_training,
     estimate_memory,
+    malloc_unavailable,
+    set_up_malloc,
     tiny_case,
 )
 from bench.perf.memory import MemoryEstimate, over_budget
@@ -95,6 +97,7 @@ def measure_long_lived(
             f"implementations, cases: expected one case per implementation, got "
             f"{len(implementations)} and {len(cases)}"
         )
+    set_up_malloc(cases)
     synchronize = torch.cuda.synchronize if cases[0].device.startswith("cuda") else None
     build_training(implementations[0], tiny_case(cases[0], 64, 4, cases[0].device)).step()
     trainings = [
@@ -198,6 +201,10 @@ def long_lived_rows(
     admitted: list[tuple[BenchmarkCase, MemoryEstimate]] = []
     persistent = transient = 0
     for case in cases:
+        unavailable = malloc_unavailable(case)
+        if unavailable is not None:
+            rows[case] = unmeasured_rows([case], SKIPPED, unavailable, bandwidth)
+            continue
         try:
             estimate = estimate_memory(by_name[case.approach], case)
         except UnsupportedOption as refusal:

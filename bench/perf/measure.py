@@ -20,7 +20,8 @@ the cache.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import platform
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ from bench.common.schema import STEP_PHASE
 from bench.implementations import Implementation
 from bench.perf.cases import (
     PHASES,
+    RETAINED,
     BenchmarkCase,
     loss_coefficients,
     make_weight,
@@ -48,6 +50,7 @@ from bench.perf.memory import (
 )
 from bench.perf.tables import TableFiles
 from bench.perf.timing import Marks, RoundsPolicy, phase_entry, time_phase
+from impls.allocator import retain_freed_memory
 
 TINY_TOKENS = 32
 COMPILE_WARMUP_STEPS = 3
@@ -233,6 +236,28 @@ def frozen_rows_kept(
     return True
 
 
+def malloc_unavailable(case: BenchmarkCase) -> str | None:
+    """Why ``case``'s ``malloc`` cannot be set up on this machine (a reason to skip it), or None."""
+    if case.malloc == RETAINED and platform.libc_ver()[0] != "glibc":
+        return (
+            f"malloc {RETAINED!r}: impls.allocator.retain_freed_memory sets glibc's thresholds; "
+            f"this process runs {platform.libc_ver()[0] or 'another C library'}"
+        )
+    return None
+
+
+def set_up_malloc(cases: Sequence[BenchmarkCase]) -> None:
+    """Give this process the ``malloc`` of ``cases`` (one process, one ``malloc``), before any
+    model is built."""
+    modes = {case.malloc for case in cases}
+    if len(modes) > 1:
+        raise ValueError(
+            f"cases: expected one malloc for one process, got {sorted(map(str, modes))}"
+        )
+    if RETAINED in modes and not retain_freed_memory():
+        raise RuntimeError(malloc_unavailable(cases[0]) or "retain_freed_memory was refused")
+
+
 def measure_case(
     approach: Implementation,
     case: BenchmarkCase,
@@ -247,6 +272,7 @@ def measure_case(
     """
     if threads is not None:
         torch.set_num_threads(threads)
+    set_up_malloc([case])
     # A first step starts thread pools and allocator arenas; a tiny one here makes them part of
     # the baseline instead of the case's peak.
     build_training(approach, tiny_case(case, 64, 4, case.device)).step()

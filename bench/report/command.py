@@ -45,6 +45,7 @@ from bench.report.tables import (
     not_run_table,
     realdata_caption,
     realdata_table,
+    retained_table,
 )
 from bench.report.templating import html_environment
 
@@ -115,6 +116,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
             ("drift_table", frozen_drift_table(results)),
             ("compiled_table", compiled_table(results)),
             ("long_lived_table", long_lived_table(results)),
+            ("retained_table", retained_table(results)),
         ):
             tables[name] = html_table(table) if not table.empty else ""
     environment = environment_table(sources)
@@ -134,6 +136,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         drift_table=tables.get("drift_table", ""),
         compiled_table=tables.get("compiled_table", ""),
         long_lived_table=tables.get("long_lived_table", ""),
+        retained_table=tables.get("retained_table", ""),
         noise_rule=NOISE_RULE,
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, OK
+from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, OK, RETAINED_SWEEP
 from bench.report.sources import (
     CASE_COLUMNS,
     describe_case,
@@ -144,6 +144,38 @@ def long_lived_table(results: pd.DataFrame) -> pd.DataFrame:
             "fraction of bound": pairs["fraction_of_bound"].map(format_percent),
             "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
             "noisy": (pairs["noisy"].eq(True) | pairs["noisy_fresh"].eq(True)).map(noisy_or_not),
+        }
+    )
+
+
+def retained_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Each step timed in a fresh process that keeps freed memory beside the same case's fresh
+    headline process, whose ``malloc`` ran as it started, with the bound fractions."""
+    retained = ok_rows(results, RETAINED_SWEEP)
+    fresh = ok_rows(results)
+    fresh = fresh[fresh["process"].isna() & fresh["compile"].isna()]
+    if retained.empty:
+        return pd.DataFrame()
+    pairs = retained.merge(
+        fresh[[*COMPILED_MATCH, "median_s", "noisy"]],
+        on=list(COMPILED_MATCH),
+        how="left",
+        suffixes=("", "_started"),
+    ).sort_values(["device", "optimizer", "median_s"])
+    return pd.DataFrame(
+        {
+            "approach": pairs["approach"],
+            "optimizer": pairs["optimizer"],
+            "device": pairs["device"],
+            "freed memory kept": pairs["median_s"].map(format_seconds),
+            "IQR": pairs["iqr_s"].map(format_seconds),
+            "malloc as started": pairs["median_s_started"].map(format_seconds),
+            "kept / as started": (pairs["median_s"] / pairs["median_s_started"]).map(
+                lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
+            ),
+            "fraction of bound": pairs["fraction_of_bound"].map(format_percent),
+            "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
+            "noisy": (pairs["noisy"].eq(True) | pairs["noisy_started"].eq(True)).map(noisy_or_not),
         }
     )
 
