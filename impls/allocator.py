@@ -6,9 +6,12 @@ tokens of width 300 each of the lookup's output, the loss's gradient and the gat
 gives the top of its heap back to the kernel once more than its trim threshold is free; both
 start at 128 KiB and only grow by a rule that depends on what the process freed before. A buffer
 that comes back from the kernel is zero pages: the first kernel that writes it takes a page fault
-per 4 KiB, and that, not the arithmetic, is then what the step costs (profiled at the headline
-case in one process on a 2-core AMD EPYC: the loss gradient's multiply 1.07 ms a step under
-glibc's defaults, 0.18 ms with freed memory kept).
+per 4 KiB. Measured at the headline case (``fused``, ``AdamW(fused=True)``, one model in a fresh
+process, 2-core AMD EPYC): 270-510 minor faults a step under glibc's defaults, 0.06 after this
+call. What that buys in time depends on the process: there the median step did not move beyond
+the noise between processes (2.30-2.37 ms against 2.42-3.10 ms), while the lookup alone
+(``freeze_all``) once took 3.47 ms under glibc's defaults and 1.04 ms with the thresholds raised
+(the README's allocator table); the benchmark's ``retained`` sweep measures it in every run.
 
 :func:`retain_freed_memory` sets both thresholds with ``mallopt``, as the environment variables
 ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` would before the process starts, but
