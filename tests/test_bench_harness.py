@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import signal
 import time
 from dataclasses import replace
@@ -24,10 +25,12 @@ from bench.common.processes import IsolatedFailure, run_isolated
 from bench.distributed.runs import DdpStepCost
 from bench.implementations import resolve
 from bench.peers.peft_trainable_tokens import PeftTrainableTokens
+from bench.perf import measure
 from bench.perf.bound import bound_bytes, bound_fields, loss_bytes
 from bench.perf.cases import (
     COMPILE_MODES,
     PROFILES,
+    RETAINED,
     WEIGHT_CHUNK_ROWS,
     BenchmarkCase,
     make_weight,
@@ -389,6 +392,29 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on_and_retries_it(tmp_path,
     assert len(again.outcomes["resumed"]) == len(first.outcomes["ok"])  # ok: kept
 
 
+RETAINED_SMOKE = replace(
+    SMOKE, points=(replace(SMOKE.points[0], sweep="retained", malloc=RETAINED),)
+)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="retaining is glibc's")
+def test_a_retained_case_is_measured_in_a_fresh_process_that_kept_freed_memory(tmp_path):
+    run_benchmarks(RETAINED_SMOKE, implementations(["split"]), ["cpu"], tmp_path)
+    rows = read_rows(tmp_path)
+    # the fresh process fails its case if retain_freed_memory was not applied
+    assert {(r["status"], r["malloc"], r["sweep"]) for r in rows} == {("ok", RETAINED, "retained")}
+
+
+def test_a_retained_case_is_skipped_with_the_reason_where_the_c_library_is_not_glibc(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(measure.platform, "libc_ver", lambda: ("musl", "1.2"))
+    run_benchmarks(RETAINED_SMOKE, implementations(["split"]), ["cpu"], tmp_path)
+    rows = read_rows(tmp_path)
+    assert rows and {r["status"] for r in rows} == {"skipped"}
+    assert all("glibc" in r["reason"] and "musl" in r["reason"] for r in rows)
+
+
 def test_a_resumed_run_measures_only_what_is_missing_and_keeps_the_rest(tmp_path):
     first = run_benchmarks(SMOKE, implementations(["split"]), ["cpu"], tmp_path)
     before = {json.dumps(r, sort_keys=True) for r in read_rows(tmp_path)}
@@ -542,6 +568,10 @@ def test_a_case_rejects_bad_sizes_naming_the_field():
         small_case(trainable_fraction=1.5)
     with pytest.raises(ValueError, match=r"dtype: expected one of"):
         small_case(dtype="float16")
+    with pytest.raises(
+        ValueError, match=r"malloc: expected None or one of \('retained',\), got 'tc'"
+    ):
+        small_case(malloc="tc")
 
 
 def test_a_profile_restricted_to_sweeps_keeps_only_their_points():
