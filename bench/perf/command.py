@@ -56,12 +56,7 @@ from bench.perf.cases import (
 from bench.perf.ddp import PHASE as DDP_PHASE
 from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.longlived import long_lived_rows
-from bench.perf.measure import (
-    CaseMeasurement,
-    estimate_memory,
-    malloc_unavailable,
-    measure_case,
-)
+from bench.perf.measure import CaseMeasurement, estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
 from bench.perf.rows import result_row, timed_fields, unmeasured_rows
 from bench.perf.tables import TableFiles
@@ -267,9 +262,6 @@ class CaseMeasurer:
     def measure(self, group: Sequence[BenchmarkCase], memory_budget: int | None):
         """Rows for every case of ``group`` and phase, and the pytest-benchmark entries."""
         case = group[0]
-        unavailable = malloc_unavailable(case)
-        if unavailable is not None:
-            return self.rows(group, SKIPPED, unavailable), []
         try:
             estimate = estimate_memory(self.implementation, case)
         except UnsupportedOption as refusal:

@@ -49,7 +49,6 @@ from bench.perf.measure import (
     Training,
     build_training,
     estimate_memory,
-    malloc_unavailable,
     set_up_malloc,
     tiny_case,
 )
@@ -201,10 +200,6 @@ def long_lived_rows(
     admitted: list[tuple[BenchmarkCase, MemoryEstimate]] = []
     persistent = transient = 0
     for case in cases:
-        unavailable = malloc_unavailable(case)
-        if unavailable is not None:
-            rows[case] = unmeasured_rows([case], SKIPPED, unavailable, bandwidth)
-            continue
         try:
             estimate = estimate_memory(by_name[case.approach], case)
         except UnsupportedOption as refusal:

@@ -51,6 +51,7 @@ from bench.perf.memory import (
 from bench.perf.tables import TableFiles
 from bench.perf.timing import Marks, RoundsPolicy, phase_entry, time_phase
 from impls.allocator import retain_freed_memory
+from impls.base import UnsupportedOption
 
 TINY_TOKENS = 32
 COMPILE_WARMUP_STEPS = 3
@@ -206,7 +207,12 @@ def tiny_case(
 
 def estimate_memory(approach: Implementation, case: BenchmarkCase) -> MemoryEstimate:
     """What ``case`` will need, from tiny builds of it (see :mod:`bench.perf.memory`); allocates
-    nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case."""
+    nothing of the case's size. Raises ``UnsupportedOption`` if the approach refuses the case,
+    or if this machine cannot give the case its ``malloc`` (every caller skips it with the reason).
+    """
+    unavailable = malloc_unavailable(case)
+    if unavailable is not None:
+        raise UnsupportedOption(unavailable)
 
     def tiny_persistent_bytes(num_rows: int, n_trainable: int) -> int:
         training = build_training(approach, tiny_case(case, num_rows, n_trainable))

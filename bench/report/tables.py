@@ -96,12 +96,10 @@ def compiled_table(results: pd.DataFrame) -> pd.DataFrame:
             "timed in": pairs["timed in"],
             "eager step": pairs["median_s_eager"].map(format_seconds),
             "compiled step": pairs["median_s"].map(format_seconds),
-            "compiled / eager": (pairs["median_s"] / pairs["median_s_eager"]).map(
-                lambda ratio: f"{ratio:.2f}×"
-            ),
+            "compiled / eager": _ratio(pairs, "_eager"),
             "compiled fraction of bound": pairs["fraction_of_bound"].map(format_percent),
             "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
-            "noisy": (pairs["noisy"].eq(True) | pairs["noisy_eager"].eq(True)).map(noisy_or_not),
+            "noisy": _either_noisy(pairs, "_eager"),
         }
     )
 
@@ -121,13 +119,9 @@ def long_lived_table(results: pd.DataFrame) -> pd.DataFrame:
     """Each approach's step in the one long-lived process beside its fresh-process step of the
     same case, fastest long-lived step first, with how many times the fastest it takes."""
     long_lived = ok_rows(results, LONG_LIVED_SWEEP)
-    fresh = ok_rows(results)
-    fresh = fresh[fresh["compile"].isna() & fresh["process"].isna()]
     if long_lived.empty:
         return pd.DataFrame()
-    pairs = long_lived.merge(
-        fresh, on=list(COMPILED_MATCH), how="left", suffixes=("", "_fresh")
-    ).sort_values(["device", "median_s"])
+    pairs = _beside_fresh(long_lived, results).sort_values(["device", "median_s"])
     fastest = pairs.groupby("device")["median_s"].transform("min")
     return pd.DataFrame(
         {
@@ -138,12 +132,10 @@ def long_lived_table(results: pd.DataFrame) -> pd.DataFrame:
             "× fastest": (pairs["median_s"] / fastest).map(lambda ratio: f"{ratio:.1f}×"),
             "fresh-process step": pairs["median_s_fresh"].map(format_seconds),
             "fresh IQR": pairs["iqr_s_fresh"].map(format_seconds),
-            "long-lived / fresh": (pairs["median_s"] / pairs["median_s_fresh"]).map(
-                lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
-            ),
+            "long-lived / fresh": _ratio(pairs, "_fresh"),
             "fraction of bound": pairs["fraction_of_bound"].map(format_percent),
             "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
-            "noisy": (pairs["noisy"].eq(True) | pairs["noisy_fresh"].eq(True)).map(noisy_or_not),
+            "noisy": _either_noisy(pairs, "_fresh"),
         }
     )
 
@@ -152,16 +144,9 @@ def retained_table(results: pd.DataFrame) -> pd.DataFrame:
     """Each step timed in a fresh process that keeps freed memory beside the same case's fresh
     headline process, whose ``malloc`` ran as it started, with the bound fractions."""
     retained = ok_rows(results, RETAINED_SWEEP)
-    fresh = ok_rows(results)
-    fresh = fresh[fresh["process"].isna() & fresh["compile"].isna()]
     if retained.empty:
         return pd.DataFrame()
-    pairs = retained.merge(
-        fresh[[*COMPILED_MATCH, "median_s", "noisy"]],
-        on=list(COMPILED_MATCH),
-        how="left",
-        suffixes=("", "_started"),
-    ).sort_values(["device", "optimizer", "median_s"])
+    pairs = _beside_fresh(retained, results).sort_values(["device", "optimizer", "median_s"])
     return pd.DataFrame(
         {
             "approach": pairs["approach"],
@@ -169,15 +154,33 @@ def retained_table(results: pd.DataFrame) -> pd.DataFrame:
             "device": pairs["device"],
             "freed memory kept": pairs["median_s"].map(format_seconds),
             "IQR": pairs["iqr_s"].map(format_seconds),
-            "malloc as started": pairs["median_s_started"].map(format_seconds),
-            "kept / as started": (pairs["median_s"] / pairs["median_s_started"]).map(
-                lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
-            ),
+            "malloc as started": pairs["median_s_fresh"].map(format_seconds),
+            "kept / as started": _ratio(pairs, "_fresh"),
             "fraction of bound": pairs["fraction_of_bound"].map(format_percent),
             "with the loss": pairs["fraction_of_bound_with_loss"].map(format_percent),
-            "noisy": (pairs["noisy"].eq(True) | pairs["noisy_started"].eq(True)).map(noisy_or_not),
+            "noisy": _either_noisy(pairs, "_fresh"),
         }
     )
+
+
+def _beside_fresh(rows: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` joined with the headline's eager row of the same case measured in a fresh
+    process of its own (its columns suffixed ``_fresh``; missing where there is none)."""
+    fresh = ok_rows(results)
+    fresh = fresh[fresh["compile"].isna() & fresh["process"].isna()]
+    return rows.merge(fresh, on=list(COMPILED_MATCH), how="left", suffixes=("", "_fresh"))
+
+
+def _ratio(pairs: pd.DataFrame, suffix: str) -> pd.Series:
+    """Each pair's median over its partner's (the columns suffixed ``suffix``), as ``1.23×``."""
+    return (pairs["median_s"] / pairs[f"median_s{suffix}"]).map(
+        lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
+    )
+
+
+def _either_noisy(pairs: pd.DataFrame, suffix: str) -> pd.Series:
+    """``noisy`` when either row of a pair is."""
+    return (pairs["noisy"].eq(True) | pairs[f"noisy{suffix}"].eq(True)).map(noisy_or_not)
 
 
 def frozen_drift_table(results: pd.DataFrame) -> pd.DataFrame:
