@@ -295,7 +295,22 @@ judged (a faulty variant stops at its first violation) and ``refused_cells`` tho
 (unsupported); ``violated_cells`` lists every violated ``scenario/property``;
 ``survives_because`` says why a survivor is not seen."""
 
-RESULT_FILES = (VERIFICATION, RESULTS, REALDATA, NEWTOKENS, MUTATION)
+PRIMITIVES = ResultFileSchema(
+    name="primitives",
+    filename="primitives.json",
+    command="run",
+    key=("device", "dtype", "primitive"),
+    required=("device", "primitive", "status"),
+    columns=(
+        "device", "dtype", "primitive", "compared_with", "what", "rows", "width", "status",
+        "reason", "median_s", "iqr_s", "bytes_moved", "env",
+    ),
+    numeric=("rows", "width", "median_s", "iqr_s", "bytes_moved"),
+)  # fmt: skip
+"""torch kernels the fast path cannot avoid, timed on the headline case's shapes beside what
+each is compared with (:mod:`bench.perf.primitives`)."""
+
+RESULT_FILES = (VERIFICATION, RESULTS, REALDATA, NEWTOKENS, MUTATION, PRIMITIVES)
 
 
 def record(schema: ResultFileSchema, **values: object) -> dict[str, object]:

@@ -30,7 +30,9 @@ from bench.common.results import ResultsFile
 from bench.common.schema import (
     FAILED,
     FINISHED,
+    HEADLINE_SWEEP,
     LONG_LIVED_SWEEP,
+    PRIMITIVES,
     RESULTS,
     SKIPPED,
     STEP_PHASE,
@@ -58,6 +60,7 @@ from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.longlived import long_lived_rows
 from bench.perf.measure import CaseMeasurement, estimate_memory, measure_case
 from bench.perf.memory import available_bytes, over_budget
+from bench.perf.primitives import PRIMITIVE_LIST, primitive_record, primitive_rows
 from bench.perf.rows import result_row, timed_fields, unmeasured_rows
 from bench.perf.tables import TableFiles
 from bench.perf.timing import PytestBenchmarkJson
@@ -168,7 +171,7 @@ def run_benchmarks(
         run = RunSummary(out)
         bandwidths: dict[str, float | None] = {}  # measured when a device's first case runs
         progress = tqdm(
-            total=len(groups) + len(shared) + bool(ddp),
+            total=len(groups) + len(shared) + bool(ddp) + len(headline_cases(profile, devices)),
             desc=f"bench run {profile.name}",
             unit="case",
         )
@@ -216,6 +219,10 @@ def run_benchmarks(
                         run.add(row["status"], _one_process_label(row))
                 benchmarks.add(entries)
             progress.update()
+        for case in headline_cases(profile, devices):
+            progress.set_postfix_str(f"primitives {case.device}", refresh=True)
+            _measure_primitives(out, case, memory_budget, profile.case_timeout_s, run)
+            progress.update()
         if ddp:
             progress.set_postfix_str(f"ddp {len(ddp_todo)} approaches", refresh=True)
             for case in ddp:
@@ -229,6 +236,32 @@ def run_benchmarks(
             progress.update()
         progress.close()
     return run
+
+
+def headline_cases(profile: BenchmarkProfile, devices: Sequence[str]) -> list[BenchmarkCase]:
+    """The headline case on each device the run measures, if the run has the headline sweep:
+    the shapes :mod:`bench.perf.primitives` times torch's kernels on."""
+    points = [p for p in profile.points if p.sweep == HEADLINE_SWEEP and not p.sparse]
+    if not points:
+        return []
+    return [points[0].case("", device, profile.name) for device in devices]
+
+
+def _measure_primitives(
+    out: Path, case: BenchmarkCase, memory_budget: int | None, timeout_s: float, run: RunSummary
+) -> None:
+    """Time the primitives of ``case`` into ``out``'s ``primitives.json`` unless a finished
+    record of them is there already (a resumed run keeps them)."""
+    with ResultsFile(out / PRIMITIVES.filename, key=PRIMITIVES.key) as primitives:
+        done = primitives.done(where=lambda r: r["status"] in FINISHED)
+        label = f"primitives {case.device}"
+        rows = [primitive_record(case, p) for p in PRIMITIVE_LIST]
+        if {primitives.key_of(row) for row in rows} <= done:
+            run.add("resumed", label)
+            return
+        rows = primitive_rows(case, memory_budget, timeout_s)
+        primitives.extend(rows)
+        run.add(rows[0]["status"], label)
 
 
 def _one_process_label(row: dict) -> str:

@@ -43,6 +43,7 @@ from bench.report.tables import (
     html_table,
     long_lived_table,
     not_run_table,
+    primitives_table,
     realdata_caption,
     realdata_table,
     retained_table,
@@ -107,6 +108,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
     realdata = sources["realdata"].frame if sources["realdata"].available else None
     newtokens = sources["newtokens"].frame if sources["newtokens"].available else None
     mutation = sources["mutation"].frame if sources["mutation"].available else None
+    primitives = sources["primitives"].frame if sources["primitives"].available else None
     profiles = [] if results is None else sorted(results["profile"].dropna().astype(str).unique())
     tables = {}
     if results is not None:
@@ -119,6 +121,9 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
             ("retained_table", retained_table(results)),
         ):
             tables[name] = html_table(table) if not table.empty else ""
+    if primitives is not None:
+        table = primitives_table(primitives)
+        tables["primitives_table"] = html_table(table) if not table.empty else ""
     environment = environment_table(sources)
     page = template().render(
         built=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -137,6 +142,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         compiled_table=tables.get("compiled_table", ""),
         long_lived_table=tables.get("long_lived_table", ""),
         retained_table=tables.get("retained_table", ""),
+        primitives_table=tables.get("primitives_table", ""),
         noise_rule=NOISE_RULE,
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",
         realdata_caption=realdata_caption(realdata) if realdata is not None else "",

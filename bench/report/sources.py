@@ -27,6 +27,7 @@ from bench.common.schema import (
     MUTATION,
     NEWTOKENS,
     OK,
+    PRIMITIVES,
     REALDATA,
     REFERENCE,
     RESULT_FILES,
@@ -135,6 +136,10 @@ def tidy_realdata(frame: pd.DataFrame) -> pd.DataFrame:
     return typed_frame(frame, REALDATA).astype({"approach": str})
 
 
+def tidy_primitives(frame: pd.DataFrame) -> pd.DataFrame:
+    return typed_frame(frame, PRIMITIVES)
+
+
 def tidy_newtokens(frame: pd.DataFrame) -> pd.DataFrame:
     frame = typed_frame(frame, NEWTOKENS)
     return frame.astype({"approach": str, "model": str, "device": str, "status": str})
@@ -153,6 +158,7 @@ TIDIERS = {
     RESULTS.name: tidy_results,
     REALDATA.name: tidy_realdata,
     NEWTOKENS.name: tidy_newtokens,
+    PRIMITIVES.name: tidy_primitives,
 }
 
 

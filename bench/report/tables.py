@@ -236,3 +236,34 @@ def realdata_caption(realdata: pd.DataFrame) -> str:
         if not is_missing(first.get(column))
     ]
     return "; ".join(parts)
+
+
+def primitives_table(primitives: pd.DataFrame) -> pd.DataFrame:
+    """Each measured torch kernel of ``primitives.json`` beside what it is compared with: its
+    median, the partner's, and how many times slower it ran on the same bytes."""
+    measured = primitives[primitives["status"] == OK]
+    if measured.empty:
+        return pd.DataFrame()
+    compared = measured[measured["compared_with"].notna()]
+    pairs = compared.merge(
+        measured,
+        left_on=["device", "dtype", "compared_with"],
+        right_on=["device", "dtype", "primitive"],
+        how="left",
+        suffixes=("", "_partner"),
+    )
+    return pd.DataFrame(
+        {
+            "device": pairs["device"],
+            "kernel": pairs["primitive"],
+            "what": pairs["what"],
+            "shape": [
+                f"{r:,.0f} × {w:,.0f}" for r, w in zip(pairs["rows"], pairs["width"], strict=True)
+            ],
+            "median": pairs["median_s"].map(format_seconds),
+            "IQR": pairs["iqr_s"].map(format_seconds),
+            "compared with": pairs["what_partner"],
+            "its median": pairs["median_s_partner"].map(format_seconds),
+            "× slower": _ratio(pairs, "_partner"),
+        }
+    )
