@@ -6,8 +6,9 @@ machine and of torch's build, not of any approach, so ``bench run`` times them b
 (``primitives.json``) and the report sets each beside what it is compared with:
 
 - ``gather_rows`` (``index_select`` of the T looked-up rows from the V × D table, at ids drawn
-  anew for every call) against ``copy_rows`` (a copy of the same T × D bytes from one contiguous
-  block): the lookup reads its rows at random, so it waits on DRAM latency where a copy streams.
+  anew for every call) against ``copy_rows`` (a copy of T consecutive rows of the same table, a
+  different block each call, so neither is served from the cache): the lookup reads its rows at
+  random, so it waits on DRAM latency where a copy streams.
 - ``sqrt_zeros`` (``torch.sqrt`` of an n × D tensor of zeros) against ``sqrt_positive`` (the same
   over positive values): the default AdamW takes the square root of its second moment every
   step, and for trainable rows no batch has looked up yet that moment is exactly zero. torch's
@@ -18,7 +19,6 @@ machine and of torch's build, not of any approach, so ``bench run`` times them b
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ import torch
 from bench.common.environment import environment
 from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.schema import FAILED, OK, PRIMITIVES, SKIPPED, record
+from bench.common.stats import time_summary
 from bench.perf.cases import BenchmarkCase
 from bench.perf.memory import over_budget
 
@@ -72,17 +73,21 @@ def primitive_bytes(case: BenchmarkCase) -> int:
     return (case.V * case.D + case.T * case.D + 3 * case.n_trainable * case.D) * s
 
 
-def _timed(call: Callable[[int], object], repeats: int) -> tuple[float, float]:
-    """Median and IQR of ``call(i)`` over ``repeats`` timed calls, after as many untimed ones."""
+def _timed(
+    call: Callable[[int], object], repeats: int, synchronize: Callable[[], object]
+) -> dict[str, float | int]:
+    """``median_s`` and ``iqr_s`` (:func:`bench.common.stats.time_summary`) of ``call(i)`` over
+    ``repeats`` timed calls, after as many untimed ones; ``synchronize`` ends each call."""
     for i in range(repeats):
         call(i)
-    times = []
+    synchronize()
+    seconds = []
     for i in range(repeats):
         start = time.perf_counter()
         call(i)
-        times.append(time.perf_counter() - start)
-    quartiles = statistics.quantiles(times, n=4) if repeats > 1 else [times[0]] * 3
-    return statistics.median(times), quartiles[2] - quartiles[0]
+        synchronize()
+        seconds.append(time.perf_counter() - start)
+    return time_summary(seconds)
 
 
 def _block_starts(case: BenchmarkCase) -> range:
@@ -110,14 +115,6 @@ def measure_primitives(case: BenchmarkCase, repeats: int = PRIMITIVE_REPEATS) ->
     positive = positive.to(device=device, dtype=dtype)
     sqrt_out = torch.empty_like(zeros)
     synchronize = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
-
-    def synchronized(kernel: Callable[[int], object]) -> Callable[[int], None]:
-        def call(i: int) -> None:
-            kernel(i)
-            synchronize()
-
-        return call
-
     calls = {
         "gather_rows": lambda i: torch.index_select(table, 0, ids[i % ID_BATCHES], out=rows_out),
         "copy_rows": lambda i: _copy_into(rows_out, blocks[i % len(blocks)]),
@@ -127,16 +124,16 @@ def measure_primitives(case: BenchmarkCase, repeats: int = PRIMITIVE_REPEATS) ->
     env = environment()
     records = []
     for primitive in PRIMITIVE_LIST:
-        median_s, iqr_s = _timed(synchronized(calls[primitive.name]), repeats)
+        timed = _timed(calls[primitive.name], repeats, synchronize)
         rows, width = primitive.shape(case)
         records.append(
             primitive_record(
                 case,
                 primitive,
                 status=OK,
-                median_s=median_s,
-                iqr_s=iqr_s,
-                bytes_moved=2 * rows * width * case.torch_dtype.itemsize,
+                median_s=timed["median_s"],
+                iqr_s=timed["iqr_s"],
+                bytes_moved=2 * rows * width * dtype.itemsize,
                 env=env,
             )
         )
