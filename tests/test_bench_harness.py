@@ -29,6 +29,8 @@ from bench.perf import measure
 from bench.perf.bound import bound_bytes, bound_fields, loss_bytes
 from bench.perf.cases import (
     COMPILE_MODES,
+    GIVEN_GRADIENT,
+    PHASES,
     PROFILES,
     RETAINED,
     WEIGHT_CHUNK_ROWS,
@@ -191,6 +193,35 @@ def test_loss_bytes_count_the_loss_inside_each_timed_phase(compile_mode, forward
     assert loss_bytes(case, "forward_backward") == loss_bytes(case, "step") == 4 * 64 * 32
     with pytest.raises(ValueError, match="phase"):
         loss_bytes(case, "backward")
+
+
+def test_a_step_given_its_output_gradient_moves_no_loss_bytes_in_any_phase():
+    case = small_case(loss=GIVEN_GRADIENT)
+    assert [loss_bytes(case, phase) for phase in PHASES] == [0, 0, 0]
+    assert bound_bytes(case, "step", 3) == bound_bytes(small_case(), "step", 3)
+    with pytest.raises(ValueError, match="phase"):
+        loss_bytes(case, "backward")
+
+
+@pytest.mark.parametrize("approach", ["split", "fused", "step_in_backward"])
+def test_a_step_given_its_output_gradient_updates_the_table_as_the_loss_step_does(approach):
+    """``out.backward(coefficients)`` hands the lookup the gradient the weighted loss's backward
+    gives it, so three steps either way leave the same table, bit for bit."""
+    tables = []
+    for loss in (None, GIVEN_GRADIENT):
+        training = build_training(resolve(approach), small_case(approach=approach, loss=loss))
+        assert training.given_gradient is (loss is not None)
+        for _ in range(3):
+            training.step()
+            training.next_batch()
+        tables.append(training.module.merged_weight().detach())
+    with_loss, given = tables
+    changed = (with_loss != given).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [], (
+        f"{approach}: rows {changed[:5]} differ between the loss step and the given-gradient "
+        f"step, e.g. {with_loss[changed[:1]].tolist()} against {given[changed[:1]].tolist()}"
+    )
+    assert not torch.equal(with_loss, make_weight(small_case())), f"{approach}: nothing trained"
 
 
 def test_the_benchmark_loss_is_the_weighted_sum_and_hands_back_its_weights_as_gradient():
@@ -573,6 +604,12 @@ def test_a_case_rejects_bad_sizes_naming_the_field():
         ValueError, match=r"malloc: expected None or one of \('retained',\), got 'tc'"
     ):
         small_case(malloc="tc")
+    with pytest.raises(
+        ValueError, match=r"loss: expected None or one of \('given-gradient',\), got 'mse'"
+    ):
+        small_case(loss="mse")
+    with pytest.raises(ValueError, match=r"loss: 'given-gradient' has no loss for compile mode"):
+        small_case(loss=GIVEN_GRADIENT, compile="fullgraph_loss")
 
 
 def test_a_profile_restricted_to_sweeps_keeps_only_their_points():

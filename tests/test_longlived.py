@@ -17,6 +17,7 @@ import impls
 from bench.implementations import resolve
 from bench.perf import longlived, measure
 from bench.perf.cases import (
+    GIVEN_GRADIENT,
     LONG_LIVED,
     PROFILES,
     RETAINED,
@@ -261,6 +262,67 @@ def test_the_quick_profile_times_compiled_beside_eager_for_each_optimizer():
         for o in ("adamw", "adamw_fused")
     ]
     assert quick.only(["headline"]).side_by_side == ()
+
+
+GRADIENT_GROUP = tuple(
+    dataclasses.replace(
+        SMOKE_POINT,
+        sweep="gradient",
+        approaches=("fused", "freeze_all"),
+        process=SIDE_BY_SIDE,
+        loss=loss,
+    )
+    for loss in (None, GIVEN_GRADIENT)
+)
+
+
+def test_a_step_given_its_gradient_is_timed_beside_the_step_with_the_loss_in_one_process(
+    tmp_path,
+):
+    """The gradient sweep's group runs in one process: each approach with the loss and given
+    its output's gradient (no loss bytes then), and the report pairs the two steps."""
+    import pandas as pd
+
+    from bench.report.tables import gradient_table
+
+    profile = dataclasses.replace(
+        PROFILE, long_lived=None, side_by_side=(GRADIENT_GROUP,), side_by_side_rounds=2
+    )
+    run = run_benchmarks(profile, [resolve("fused"), resolve("freeze_all")], ["cpu"], tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    steps = {(r["approach"], r["loss"]): r for r in rows if r["phase"] == "step"}
+    assert {key: r["status"] for key, r in steps.items()} == {
+        (approach, loss): "ok"
+        for approach in ("fused", "freeze_all")
+        for loss in (None, GIVEN_GRADIENT)
+    }, [r["reason"] for r in rows]
+    assert {r["process"] for r in rows} == {SIDE_BY_SIDE}
+    output_bytes = SMOKE_POINT.T * SMOKE_POINT.D * 4
+    assert {key: r["loss_bytes"] for key, r in steps.items()} == {
+        ("fused", None): 4 * output_bytes,
+        ("fused", GIVEN_GRADIENT): 0,
+        ("freeze_all", None): 4 * output_bytes,
+        ("freeze_all", GIVEN_GRADIENT): 0,
+    }
+    assert "long-lived fused gradient eager given-gradient" in run.outcomes["ok"], run.outcomes
+    table = gradient_table(pd.DataFrame(rows)).set_index("approach")
+    fused = steps["fused", GIVEN_GRADIENT]["median_s"] / steps["fused", None]["median_s"]
+    assert table.loc["fused", "given / with the loss"] == f"{fused:.2f}×", table
+
+
+def test_the_quick_profile_times_the_given_gradient_beside_the_loss_for_each_optimizer():
+    groups = PROFILES["quick"].only(["gradient"]).side_by_side
+    assert [{(p.optimizer, p.loss, p.process, p.malloc) for p in g} for g in groups] == [
+        {(o, loss, SIDE_BY_SIDE, RETAINED) for loss in (None, GIVEN_GRADIENT)}
+        for o in ("adamw", "adamw_fused")
+    ]
+    cases = profile_cases(
+        dataclasses.replace(PROFILES["quick"], points=groups[0]), ["fused", "split"], ["cpu"]
+    )
+    assert [(c.approach, c.label().endswith("-loss-given-gradient")) for c in cases] == [
+        ("fused", False),
+        ("fused", True),
+    ]
 
 
 def test_the_retained_sweep_times_the_fastest_approaches_in_fresh_processes_keeping_memory():

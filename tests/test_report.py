@@ -540,3 +540,18 @@ def test_a_step_in_a_process_that_keeps_freed_memory_is_set_beside_the_same_step
     split = next(r for r in re.findall(r"<tr>(.*?)</tr>", section.group(1), re.S) if "split" in r)
     # the fixture's retained step is 0.6 of its headline step
     assert "0.60×" in split, split
+
+
+def test_a_step_given_its_output_gradient_is_set_beside_the_same_step_with_the_loss(complete):
+    page, _ = complete
+    section = re.search(r"its output's gradient given</h3>(.*?)</table>", page, re.S)
+    assert section, "the gradient section has a table"
+    body = section.group(1)
+    header = re.findall(r"<th>([^<]*)</th>", body)
+    split = next(r for r in re.findall(r"<tr>(.*?)</tr>", body, re.S) if "split" in r)
+    cells = dict(zip(header, re.findall(r"<td>([^<]*)</td>", split), strict=True))
+    # the fixture's given-gradient step is 0.5 of the split headline step, its loss step 0.7
+    assert cells["given / with the loss"] == f"{0.5 / 0.7:.2f}×", cells
+    bound_s = 4 * fx.D * (2 * fx.T + 4 * int(400_000 * fx.FRACTION)) / 10e9
+    given_s = fx.HEADLINE_STEP_S["split"] * 0.5
+    assert cells["given / bound"] == f"{given_s / bound_s:.2f}×", cells

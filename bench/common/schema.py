@@ -117,7 +117,7 @@ cases the implementation refused."""
 
 CASE_FIELDS = (
     "approach", "device", "dtype", "V", "D", "trainable_fraction", "n_trainable", "T",
-    "optimizer", "sparse", "sweep", "profile", "compile", "process", "malloc",
+    "optimizer", "sparse", "sweep", "profile", "compile", "process", "malloc", "loss",
 )  # fmt: skip
 """What a benchmark row measured. ``compile`` is null for eager cases, else how the step was
 compiled (``fullgraph``: the module; ``fullgraph_loss``: forward and loss as one graph);
@@ -126,10 +126,12 @@ timed beside every approach's model in one process (the ``longlived`` sweep), ``
 for the ``compiled`` sweep's eager and compiled steps timed in one process; ``malloc`` is null
 for a process whose ``malloc`` runs as it started (its ``env.allocator`` says which), ``retained``
 for one that called :func:`impls.allocator.retain_freed_memory` before building any model (the
-``retained`` sweep)."""
+``retained`` sweep); ``loss`` is null for a step that computes the benchmark's weighted loss and
+differentiates it, ``given-gradient`` for one that hands the output its gradient directly, as a
+model's next layer would (the ``gradient`` sweep)."""
 CASE_COLUMNS = (
     "device", "dtype", "V", "D", "trainable_fraction", "T", "optimizer", "sparse", "compile",
-    "process", "malloc",
+    "process", "malloc", "loss",
 )  # fmt: skip
 """The case fields that tell two benchmark cases apart (``n_trainable`` follows from V and the
 fraction; approach, sweep and profile do not change what is measured)."""
@@ -190,6 +192,10 @@ LONG_LIVED_SWEEP = "longlived"
 RETAINED_SWEEP = "retained"
 """The headline case again, the fastest approaches eager, each in a fresh process that keeps freed
 memory (``malloc`` ``retained``), compared with the headline's fresh processes."""
+GRADIENT_SWEEP = "gradient"
+"""The headline case again, the fastest approaches eager in one process that keeps freed memory,
+each step taken with the benchmark's loss and with the output's gradient given (``loss``
+``given-gradient``), compared with each other."""
 
 REALDATA = ResultFileSchema(
     name="realdata",

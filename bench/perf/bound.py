@@ -17,9 +17,11 @@ The timed phases also run the benchmark's loss (:func:`bench.perf.measure.weight
 traffic no embedding can avoid and the bound above leaves out: its forward reads the output and
 the loss's coefficients (2·T·D·s), its backward reads the coefficients and writes the output's
 gradient (2·T·D·s). ``loss_bytes`` counts it per phase (the forward phase holds the loss's forward
-only when forward and loss are compiled as one graph), and ``fraction_of_bound_with_loss`` is
-bound plus loss over the median: how close the whole timed step is to what it must move, where
-``fraction_of_bound`` says how close the embedding's share alone would have to be.
+only when forward and loss are compiled as one graph; no phase holds any of it when the case's
+``loss`` is ``given-gradient``, which hands the output its gradient instead), and
+``fraction_of_bound_with_loss`` is bound plus loss over the median: how close the whole timed
+step is to what it must move, where ``fraction_of_bound`` says how close the embedding's share
+alone would have to be.
 
 Frozen rows cost nothing: they are never read except where a token looks them up. Caches are
 ignored: a V×D table does not fit in them, and the timed calls cycle through several batches so
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.perf.cases import BenchmarkCase, unique_trainable_tokens
+from bench.perf.cases import GIVEN_GRADIENT, PHASES, BenchmarkCase, unique_trainable_tokens
 
 BANDWIDTH_BYTES = 256 << 20
 BANDWIDTH_REPEATS = 9
@@ -94,6 +96,8 @@ def bound_bytes(case: BenchmarkCase, phase: str, unique_trainable: int) -> int:
 def loss_bytes(case: BenchmarkCase, phase: str) -> int:
     """Least bytes the benchmark's loss moves inside ``phase`` of ``case`` (module docstring)."""
     output = case.T * case.D * case.torch_dtype.itemsize
+    if phase in PHASES and case.loss == GIVEN_GRADIENT:
+        return 0  # no loss is computed: the output's gradient is handed in
     if phase == "forward":
         return 2 * output if case.compile == "fullgraph_loss" else 0
     if phase in ("forward_backward", "step"):

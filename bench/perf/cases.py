@@ -21,11 +21,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, PEFT_PEER, RETAINED_SWEEP
+from bench.common.schema import (
+    COMPILED_SWEEP,
+    GRADIENT_SWEEP,
+    LONG_LIVED_SWEEP,
+    PEFT_PEER,
+    RETAINED_SWEEP,
+)
 from bench.perf.timing import RoundsPolicy
 
 SWEEPS = (
     "headline", "compiled", "vocab", "fraction", "tokens", "llm", "ddp", "longlived", "retained",
+    "gradient",
 )  # fmt: skip
 COMPILE_MODES = ("fullgraph", "fullgraph_loss")
 """How a case's step may be compiled (see :func:`bench.perf.measure.build_training`):
@@ -41,14 +48,22 @@ LONG_LIVED = "long-lived"
 """``process`` of a case timed in the one process that holds every approach's model
 (:mod:`bench.perf.longlived`); null: a fresh process per case."""
 SIDE_BY_SIDE = "side-by-side"
-"""``process`` of a case timed in one process beside the other forms (eager, compiled each way)
-of the same approaches (:attr:`BenchmarkProfile.side_by_side`): another process than the
-long-lived one, so another case."""
+"""``process`` of a case timed in one process beside the other forms (eager, compiled each way;
+with the loss, with the gradient given) of the same approaches
+(:attr:`BenchmarkProfile.side_by_side`): another process than the long-lived one, so another
+case."""
 PROCESSES = (LONG_LIVED, SIDE_BY_SIDE)
 RETAINED = "retained"
 """``malloc`` of a case timed in a process that called
 :func:`impls.allocator.retain_freed_memory` first; null: ``malloc`` as the process started."""
 MALLOC_MODES = (RETAINED,)
+GIVEN_GRADIENT = "given-gradient"
+"""``loss`` of a case whose step hands the lookup's output its gradient (the loss's
+coefficients) with ``out.backward(coefficients)``, as the layer after an embedding hands it in a
+model, instead of computing the benchmark's weighted loss and differentiating it; null: the
+weighted loss (:func:`bench.perf.measure.weighted_loss`). The embedding's work is the same; what
+is left out is the loss's own forward and backward, whose bytes the bound does not count."""
+LOSS_MODES = (GIVEN_GRADIENT,)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 HEADLINE = {"V": 400_000, "D": 300, "T": 4_096, "trainable_fraction": 0.01, "optimizer": "adamw"}
@@ -78,6 +93,7 @@ class Point:
     approaches: tuple[str, ...] | None = None  # None: every approach of the run
     process: str | None = None
     malloc: str | None = None
+    loss: str | None = None
 
     def case(self, approach: str, device: str, profile: str) -> BenchmarkCase:
         return BenchmarkCase(
@@ -95,6 +111,7 @@ class Point:
             compile=self.compile,
             process=self.process,
             malloc=self.malloc,
+            loss=self.loss,
         )
 
 
@@ -114,6 +131,7 @@ class BenchmarkCase:
     compile: str | None = None
     process: str | None = None
     malloc: str | None = None
+    loss: str | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -131,6 +149,13 @@ class BenchmarkCase:
             raise ValueError(f"process: expected None or one of {PROCESSES}, got {self.process!r}")
         if self.malloc is not None and self.malloc not in MALLOC_MODES:
             raise ValueError(f"malloc: expected None or one of {MALLOC_MODES}, got {self.malloc!r}")
+        if self.loss is not None and self.loss not in LOSS_MODES:
+            raise ValueError(f"loss: expected None or one of {LOSS_MODES}, got {self.loss!r}")
+        if self.loss is not None and self.compile == "fullgraph_loss":
+            raise ValueError(
+                f"loss: {self.loss!r} has no loss for compile mode 'fullgraph_loss' to compile "
+                "with the forward; expected loss None, or compile None or 'fullgraph'"
+            )
         if not 0 < self.trainable_fraction <= 1:
             raise ValueError(
                 "trainable_fraction: expected a fraction in (0, 1], got "
@@ -161,6 +186,7 @@ class BenchmarkCase:
             + (f"-compiled-{self.compile}" if self.compile else "")
             + (f"-{self.process}" if self.process else "")
             + (f"-malloc-{self.malloc}" if self.malloc else "")
+            + (f"-loss-{self.loss}" if self.loss else "")
         )
 
 
@@ -177,7 +203,8 @@ class BenchmarkProfile:
     side_by_side: tuple[tuple[Point, ...], ...] = ()
     """Groups of points of one sweep timed together, each group in one process per device, in
     interleaved rounds as the long-lived sweep times its approaches: a compiled step beside the
-    eager step it is compared with. Fresh processes of the same case differ by up to a third on
+    eager step it is compared with, a step given its output's gradient beside the step that
+    computes the loss. Fresh processes of the same case differ by up to a third on
     2 cores, more than the compiled-against-eager difference, so the ratio comes from one
     process."""
     side_by_side_rounds: int = 20
@@ -252,6 +279,29 @@ def _retained_points(optimizers: Sequence[str]) -> tuple[Point, ...]:
     )
 
 
+GRADIENT_APPROACHES = ("fused", "step_in_backward", "freeze_all")
+"""The gradient sweep's approaches: the fastest exact ones and the lookup alone."""
+
+
+def _gradient_side_by_side(optimizers: Sequence[str]) -> tuple[tuple[Point, ...], ...]:
+    """Per optimizer, one process that keeps freed memory: the fastest approaches' eager headline
+    step with the benchmark's loss and with the output's gradient given, in the same rounds."""
+    return tuple(
+        tuple(
+            Point(
+                GRADIENT_SWEEP,
+                **{**HEADLINE, "optimizer": o},
+                approaches=GRADIENT_APPROACHES,
+                process=SIDE_BY_SIDE,
+                malloc=RETAINED,
+                loss=loss,
+            )
+            for loss in (None, *LOSS_MODES)
+        )
+        for o in optimizers
+    )
+
+
 QUICK_LONG_LIVED = (
     "fused",
     "step_in_backward",
@@ -315,7 +365,10 @@ PROFILES: dict[str, BenchmarkProfile] = {
         case_timeout_s=240,
         ddp=Point("ddp", **{**HEADLINE, "V": 20_000}),
         long_lived=_long_lived_point(QUICK_LONG_LIVED),
-        side_by_side=_compiled_side_by_side(["adamw", "adamw_fused"]),
+        side_by_side=(
+            *_compiled_side_by_side(["adamw", "adamw_fused"]),
+            *_gradient_side_by_side(["adamw", "adamw_fused"]),
+        ),
     ),
     "full": BenchmarkProfile(
         name="full",
@@ -338,7 +391,10 @@ PROFILES: dict[str, BenchmarkProfile] = {
         ddp_steps=10,
         long_lived=_long_lived_point(None),
         long_lived_rounds=10,
-        side_by_side=_compiled_side_by_side(["adamw", "adamw_fused", "sgd"]),
+        side_by_side=(
+            *_compiled_side_by_side(["adamw", "adamw_fused", "sgd"]),
+            *_gradient_side_by_side(["adamw", "adamw_fused", "sgd"]),
+        ),
         side_by_side_rounds=40,
     ),
     "smoke": BenchmarkProfile(

@@ -266,11 +266,13 @@ def _measure_primitives(
 
 def _one_process_label(row: dict) -> str:
     """``long-lived fused``; a side-by-side row adds its sweep and how it ran (eager or the
-    compile mode)."""
+    compile mode, and a given gradient if it had one)."""
     label = f"long-lived {row['approach']}"
     if row["sweep"] == LONG_LIVED_SWEEP:
         return label
-    return f"{label} {row['sweep']} {row['compile'] or 'eager'}"
+    return f"{label} {row['sweep']} {row['compile'] or 'eager'}" + (
+        f" {row['loss']}" if row.get("loss") else ""
+    )
 
 
 def _bandwidth(device: str) -> float | None:

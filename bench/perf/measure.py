@@ -14,7 +14,9 @@ slow approach's 400,000-row step (1.2-1.7 s with AdamW) was most of ``bench run`
 each mark synchronises, so a phase's time includes the kernels it queued. The loss is the output
 weighted by :func:`bench.perf.cases.loss_coefficients` and summed. Each call looks up the next of
 the case's batches (switched untimed, in the setup), so no call finds the previous call's rows in
-the cache.
+the cache. A case with ``loss`` ``given-gradient`` computes no loss: its backward starts from the
+output, given the coefficients as its gradient (the loss's gradient, as the next layer of a model
+would hand it in), so its step is the embedding's alone.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bench.common.peak_memory import PeakMeter
 from bench.common.schema import STEP_PHASE
 from bench.implementations import Implementation
 from bench.perf.cases import (
+    GIVEN_GRADIENT,
     PHASES,
     RETAINED,
     BenchmarkCase,
@@ -80,6 +83,9 @@ class Training:
     compiled_loss: Callable[[Tensor], Tensor] | None = None
     """Forward and loss of the ids compiled as one graph (compile mode ``fullgraph_loss``)."""
     optimizer_step: Callable[[], object] | None = None  # optimizer.step, or its compiled form
+    given_gradient: bool = False
+    """Hand the output ``coefficients`` as its gradient instead of differentiating the loss
+    (``loss`` ``given-gradient``): the same gradient, without the loss's forward and backward."""
 
     @property
     def ids(self) -> Tensor:
@@ -96,15 +102,19 @@ class Training:
         three, so one timed step also gives the forward and forward+backward times."""
         self.zero_grad()
         mark()
-        if self.compiled_loss is None:
+        gradient = None
+        if self.compiled_loss is not None:
+            root = self.compiled_loss(self.ids)
+            mark()  # forward and loss are one graph: the forward phase includes the loss
+        elif self.given_gradient:
+            root, gradient = self.forward(), self.coefficients
+            mark()
+        else:
             out = self.forward()
             mark()
-            loss = weighted_loss(out, self.coefficients)
-        else:
-            loss = self.compiled_loss(self.ids)
-            mark()  # forward and loss are one graph: the forward phase includes the loss
-        if loss.requires_grad:  # freeze_all has nothing to differentiate
-            loss.backward()
+            root = weighted_loss(out, self.coefficients)
+        if root.requires_grad:  # freeze_all has nothing to differentiate
+            root.backward(gradient)
         mark()
         (self.optimizer.step if self.optimizer_step is None else self.optimizer_step)()
 
@@ -161,7 +171,13 @@ def build_training(
     optimizer = optimizer_spec(case.optimizer).build(module.parameters())
     module.attach(optimizer)
     batches = [ids.to(case.device) for ids in token_batches(case)]
-    training = Training(module, optimizer, batches, loss_coefficients(case).to(case.device))
+    training = Training(
+        module,
+        optimizer,
+        batches,
+        loss_coefficients(case).to(case.device),
+        given_gradient=case.loss == GIVEN_GRADIENT,
+    )
     if case.compile is not None:
         # fullgraph=True: a graph break (a host read, a data-dependent shape) fails the case
         # instead of silently running eager pieces. The optimizer step is compiled on its own,

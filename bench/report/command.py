@@ -39,6 +39,7 @@ from bench.report.strength import TARGET_KILL_RATE, Strength
 from bench.report.tables import (
     compiled_table,
     frozen_drift_table,
+    gradient_table,
     headline_table,
     html_table,
     long_lived_table,
@@ -119,6 +120,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
             ("compiled_table", compiled_table(results)),
             ("long_lived_table", long_lived_table(results)),
             ("retained_table", retained_table(results)),
+            ("gradient_table", gradient_table(results)),
         ):
             tables[name] = html_table(table) if not table.empty else ""
     if primitives is not None:
@@ -142,6 +144,7 @@ def build_report(in_dir: Path, out_dir: Path) -> BuiltReport:
         compiled_table=tables.get("compiled_table", ""),
         long_lived_table=tables.get("long_lived_table", ""),
         retained_table=tables.get("retained_table", ""),
+        gradient_table=tables.get("gradient_table", ""),
         primitives_table=tables.get("primitives_table", ""),
         noise_rule=NOISE_RULE,
         realdata_table=html_table(realdata_table(realdata)) if realdata is not None else "",

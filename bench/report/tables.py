@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.common.schema import COMPILED_SWEEP, LONG_LIVED_SWEEP, OK, RETAINED_SWEEP
+from bench.common.schema import (
+    COMPILED_SWEEP,
+    GRADIENT_SWEEP,
+    LONG_LIVED_SWEEP,
+    OK,
+    RETAINED_SWEEP,
+)
 from bench.report.sources import (
     CASE_COLUMNS,
     describe_case,
@@ -163,6 +169,47 @@ def retained_table(results: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def gradient_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Each step given its output's gradient beside the same approach's step that computes the
+    benchmark's loss, both timed in one process, with each over the bound it is held to: the
+    embedding's alone for the given gradient, the embedding's plus the loss's for the other."""
+    swept = ok_rows(results, GRADIENT_SWEEP)
+    given = swept[swept["loss"].notna()]
+    with_loss = swept[swept["loss"].isna()]
+    if given.empty or with_loss.empty:
+        return pd.DataFrame()
+    on = [*COMPILED_MATCH, "process", "malloc"]
+    pairs = given.merge(with_loss, on=on, suffixes=("", "_loss"))
+    pairs = pairs.sort_values(["device", "optimizer", "median_s"])
+    return pd.DataFrame(
+        {
+            "approach": pairs["approach"],
+            "optimizer": pairs["optimizer"],
+            "device": pairs["device"],
+            "step with the loss": pairs["median_s_loss"].map(format_seconds),
+            "IQR": pairs["iqr_s_loss"].map(format_seconds),
+            "step, gradient given": pairs["median_s"].map(format_seconds),
+            "given IQR": pairs["iqr_s"].map(format_seconds),
+            "given / with the loss": _ratio(pairs, "_loss"),
+            "bound": pairs["bound_s"].map(format_seconds),
+            "given / bound": _times(pairs["median_s"], pairs["bound_s"]),
+            "with the loss / (bound + loss)": _times(
+                pairs["median_s_loss"],
+                (pairs["bound_bytes_loss"] + pairs["loss_bytes_loss"])
+                / pairs["bandwidth_bytes_per_s_loss"],
+            ),
+            "noisy": _either_noisy(pairs, "_loss"),
+        }
+    )
+
+
+def _times(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """``numerator / denominator`` as ``1.23×`` (``–`` where either is missing)."""
+    return (numerator / denominator).map(
+        lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
+    )
+
+
 def _beside_fresh(rows: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """``rows`` joined with the headline's eager row of the same case measured in a fresh
     process of its own (its columns suffixed ``_fresh``; missing where there is none)."""
@@ -173,9 +220,7 @@ def _beside_fresh(rows: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
 
 def _ratio(pairs: pd.DataFrame, suffix: str) -> pd.Series:
     """Each pair's median over its partner's (the columns suffixed ``suffix``), as ``1.23×``."""
-    return (pairs["median_s"] / pairs[f"median_s{suffix}"]).map(
-        lambda ratio: "–" if is_missing(ratio) else f"{ratio:.2f}×"
-    )
+    return _times(pairs["median_s"], pairs[f"median_s{suffix}"])
 
 
 def _either_noisy(pairs: pd.DataFrame, suffix: str) -> pd.Series:
