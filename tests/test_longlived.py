@@ -148,6 +148,35 @@ def test_a_model_that_does_not_fit_beside_the_others_is_skipped_with_the_estimat
     assert "with the models before it" in status["grad_zero"][1], status
 
 
+def test_a_shared_process_holds_its_steps_to_the_bandwidth_of_its_own_rounds():
+    """The bound of a one-process row is at the bandwidth of a copy timed in the same rounds as
+    its steps, not at the run's (here an impossible 1 byte/s); where the copy would not fit
+    beside the models, the run's bandwidth stands."""
+    names = ["split", "fused"]
+    arguments = dict(bandwidth=1.0, timeout_s=120)
+    rows, _ = long_lived_rows(
+        [resolve(n) for n in names], cases_of(names), 2, memory_budget=None, **arguments
+    )
+    bandwidths = {row["bandwidth_bytes_per_s"] for row in rows}
+    assert len(bandwidths) == 1 and min(bandwidths) > 1e8, bandwidths
+    split = cases_of(["split"])
+    room_for_split = longlived.estimate_memory(resolve("split"), split[0]).total_bytes + 1_000
+    rows, _ = long_lived_rows(
+        [resolve("split")], split, 2, memory_budget=room_for_split, **arguments
+    )
+    assert {(row["status"], row["bandwidth_bytes_per_s"]) for row in rows} == {("ok", 1.0)}
+
+
+def test_a_bandwidth_copy_refuses_to_give_a_bandwidth_before_it_is_timed():
+    from bench.perf.bound import BandwidthCopy
+
+    copy = BandwidthCopy(1 << 20, "cpu")
+    with pytest.raises(ValueError, match="durations: expected at least one timed copy"):
+        copy.bandwidth()
+    copy.time()
+    assert copy.bandwidth() > 0
+
+
 class FailsOnTheRealTable(Split):
     """Builds on the estimate's tiny tables, raises on the sweep's table."""
 

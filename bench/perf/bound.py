@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.perf.cases import GIVEN_GRADIENT, PHASES, BenchmarkCase, unique_trainable_tokens
+from bench.perf.memory import available_bytes
 
 BANDWIDTH_BYTES = 256 << 20
 BANDWIDTH_REPEATS = 9
@@ -145,17 +146,40 @@ def case_bound(
     )
 
 
+def bandwidth_copy_bytes(device: str) -> int:
+    """The size of the copy that measures ``device``'s bandwidth: ``BANDWIDTH_BYTES``, or an
+    eighth of the memory available if that is less (source and target must both fit)."""
+    return min(BANDWIDTH_BYTES, available_bytes(device) // 8)
+
+
+class BandwidthCopy:
+    """A large ``copy_`` on a device, timed call by call: bytes read plus written over the
+    median time of the calls so far. Timed once per round, it gives a process that times steps
+    in rounds the bandwidth of those same rounds."""
+
+    def __init__(self, nbytes: int, device: str):
+        self.source = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+        self.target = torch.empty_like(self.source)
+        self.synchronize = torch.cuda.synchronize if self.source.is_cuda else (lambda: None)
+        self.target.copy_(self.source)  # untimed: the first copy faults the target's pages in
+        self.synchronize()
+        self.durations: list[float] = []
+
+    def time(self) -> None:
+        start = time.perf_counter()
+        self.target.copy_(self.source)
+        self.synchronize()
+        self.durations.append(time.perf_counter() - start)
+
+    def bandwidth(self) -> float:
+        if not self.durations:
+            raise ValueError("durations: expected at least one timed copy, got none")
+        return 2 * self.source.nbytes / statistics.median(self.durations)
+
+
 def measure_bandwidth(device: str, nbytes: int = BANDWIDTH_BYTES) -> float:
     """Bytes per second a large ``copy_`` moves on ``device`` (read + write, median of repeats)."""
-    source = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    target = torch.empty_like(source)
-    synchronize = torch.cuda.synchronize if source.is_cuda else (lambda: None)
-    target.copy_(source)
-    synchronize()
-    durations = []
+    copy = BandwidthCopy(nbytes, device)
     for _ in range(BANDWIDTH_REPEATS):
-        start = time.perf_counter()
-        target.copy_(source)
-        synchronize()
-        durations.append(time.perf_counter() - start)
-    return 2 * source.nbytes / statistics.median(durations)
+        copy.time()
+    return copy.bandwidth()

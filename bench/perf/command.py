@@ -43,7 +43,7 @@ from bench.implementations import (
     add_approaches_argument,
     chosen,
 )
-from bench.perf.bound import BANDWIDTH_BYTES, measure_bandwidth
+from bench.perf.bound import bandwidth_copy_bytes, measure_bandwidth
 from bench.perf.cases import (
     PHASES,
     PROFILES,
@@ -59,7 +59,7 @@ from bench.perf.ddp import PHASE as DDP_PHASE
 from bench.perf.ddp import ddp_cases, ddp_rows
 from bench.perf.longlived import long_lived_rows
 from bench.perf.measure import CaseMeasurement, estimate_memory, measure_case
-from bench.perf.memory import available_bytes, over_budget
+from bench.perf.memory import over_budget
 from bench.perf.primitives import PRIMITIVE_LIST, primitive_record, primitive_rows
 from bench.perf.rows import result_row, timed_fields, unmeasured_rows
 from bench.perf.tables import TableFiles
@@ -276,9 +276,13 @@ def _one_process_label(row: dict) -> str:
 
 
 def _bandwidth(device: str) -> float | None:
-    nbytes = min(BANDWIDTH_BYTES, available_bytes(device) // 8)
     try:
-        return run_isolated(measure_bandwidth, device, nbytes, timeout_s=BANDWIDTH_TIMEOUT_S)
+        return run_isolated(
+            measure_bandwidth,
+            device,
+            bandwidth_copy_bytes(device),
+            timeout_s=BANDWIDTH_TIMEOUT_S,
+        )
     except IsolatedFailure as failure:
         print(f"bench run: bandwidth on {device} not measured: {failure}", file=sys.stderr)
         return None

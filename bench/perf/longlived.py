@@ -22,9 +22,12 @@ heap for the new shapes), and calibrating on one of them gave ``fused`` one step
 every one of its timed steps was the first after another model's, which alone is slower (measured
 at the headline case on 2 cores: 10-20 ms after ``grad_zero``'s step against 5 ms for the next).
 
-The phases come from marks inside each step, as in :mod:`bench.perf.measure`. The memory of all
-models together is estimated before the process starts; an approach that does not fit what is
-left is skipped with the estimate as its reason.
+The phases come from marks inside each step, as in :mod:`bench.perf.measure`. Each round starts
+with a copy of the run's bandwidth size, timed, and the rows' bound is at the median bandwidth of
+those copies: on a shared 2-core VM a copy's bandwidth moved between 29 and 52 GB/s from one
+process to the next, so a step and the bound it is held to come from the same rounds. The memory
+of all models together is estimated before the process starts; an approach that does not fit
+what is left is skipped with the estimate as its reason.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from bench.common.processes import IsolatedFailure, run_isolated
 from bench.common.schema import FAILED, SKIPPED, STEP_PHASE
 from bench.common.text import error_text
 from bench.implementations import Implementation
+from bench.perf.bound import BandwidthCopy, bandwidth_copy_bytes
 from bench.perf.cases import PHASES, BenchmarkCase
 from bench.perf.measure import (
     COMPILE_WARMUP_STEPS,
@@ -74,6 +78,9 @@ class LongLivedTiming:
     steps_per_round: int
     seconds: dict[str, list[float]]
     threads: int
+    bandwidth_bytes_per_s: float | None = None
+    """Memory bandwidth timed in the same rounds (one copy at the start of each, the median),
+    the same for every approach of the process; None where it was not timed."""
 
 
 def measure_long_lived(
@@ -82,10 +89,14 @@ def measure_long_lived(
     rounds: int,
     threads: int | None = None,
     tables: TableFiles | None = None,
+    bandwidth_bytes: int | None = None,
 ) -> list[LongLivedTiming]:
     """Time ``cases`` (one per implementation, same point) in this process, interleaved.
 
-    All models are built first and stay alive until every round is done.
+    All models are built first and stay alive until every round is done. ``bandwidth_bytes``:
+    the size of a copy timed at the start of every round (None: none), so that the bound each
+    step is held to comes from the same rounds as the step: on a shared 2-core VM the copy's
+    bandwidth moved between 29 and 52 GB/s from one process to the next.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -112,7 +123,10 @@ def measure_long_lived(
                 training.step()
     steps_per_round = [_calibrated_steps(training, synchronize) for training in trainings]
     marks = [Marks(synchronize) for _ in trainings]
+    copy = None if bandwidth_bytes is None else BandwidthCopy(bandwidth_bytes, cases[0].device)
     for round_index in range(rounds):
+        if copy is not None:
+            copy.time()
         start = round_index % len(trainings)
         for index in [*range(start, len(trainings)), *range(start)]:
             training, marked = trainings[index], marks[index]
@@ -128,6 +142,7 @@ def measure_long_lived(
             steps,
             {phase: marked.spans(*_PHASE_SPANS[phase], calls=rounds * steps) for phase in PHASES},
             torch.get_num_threads(),
+            None if copy is None else copy.bandwidth(),
         )
         for case, steps, marked in zip(cases, steps_per_round, marks, strict=True)
     ]
@@ -193,7 +208,9 @@ def long_lived_rows(
     Each approach's memory is estimated first; approaches are admitted in order while the models
     admitted so far, together, fit (``memory_budget``, or what is available); one that refuses
     the case, or does not fit, is skipped with its reason. A failure of the shared process fails
-    every admitted approach's rows with the same reason.
+    every admitted approach's rows with the same reason. The rows' bound is at the bandwidth
+    timed in the process's own rounds where its copy fits beside the admitted models (else at
+    ``bandwidth``, the run's).
     """
     by_name = {implementation.name: implementation for implementation in implementations}
     rows: dict[BenchmarkCase, list[dict]] = {}
@@ -222,6 +239,10 @@ def long_lived_rows(
     entries: list[dict] = []
     if admitted:
         admitted_cases = [case for case, _ in admitted]
+        copy_bytes: int | None = bandwidth_copy_bytes(admitted_cases[0].device)
+        needed = persistent + transient + 2 * copy_bytes  # the copy's source and target
+        if over_budget(needed, memory_budget, admitted_cases[0].device) is not None:
+            copy_bytes = None
         load = busy_cores()
         try:
             if tables is not None:
@@ -233,6 +254,7 @@ def long_lived_rows(
                 rounds,
                 threads,
                 tables,
+                copy_bytes,
                 timeout_s=timeout_s,
             )
         except Exception as error:  # IsolatedFailure, or the process could not even start
@@ -245,11 +267,12 @@ def long_lived_rows(
             for (case, estimate), timing in zip(admitted, timings, strict=True):
                 case_entries = [long_lived_entry(timing, case, phase) for phase in PHASES]
                 entries += case_entries
+                measured = timing.bandwidth_bytes_per_s or bandwidth
                 rows[case] = [
                     result_row(
                         case,
                         entry["extra_info"]["phase"],
-                        **timed_fields(case, entry["extra_info"]["phase"], entry, bandwidth, load),
+                        **timed_fields(case, entry["extra_info"]["phase"], entry, measured, load),
                         estimated_bytes=estimate.total_bytes,
                         load_before=load,
                         threads=timing.threads,
