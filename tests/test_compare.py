@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.common.schema import RESULTS, VERIFICATION, record
+from bench.common.schema import LATER_CASE_COLUMNS, RESULTS, VERIFICATION, record
 from bench.compare.changes import Timing, Verdict, compare, judge
 from bench.compare.folders import load_folder
 
@@ -182,6 +182,27 @@ def test_a_folder_against_itself_flags_nothing_and_shows_every_case_within_noise
     comparison = compare(load_folder("OLD", old), load_folder("NEW", old))
     assert {(t.approach, t.phase) for t in comparison.timings} == {(a, p) for a, _, p in expected}
     assert not comparison.unpaired and not comparison.status_changes
+
+
+def test_a_folder_written_before_the_later_case_columns_pairs_with_one_written_after(
+    tmp_path, capsys
+):
+    """A results file from before ``compile``, ``process``, ``malloc`` and ``loss`` existed
+    measured what a null in each means, so its rows pair with a new file's null rows."""
+    earlier = [
+        {key: value for key, value in row.items() if key not in LATER_CASE_COLUMNS}
+        for row in results_records()
+    ]
+    before = write_folder(tmp_path / "before", earlier, verification_records())
+    given = measured_row("fused", "gradient", 400_000, "step", 0.002) | {"loss": "given-gradient"}
+    after = write_folder(tmp_path / "after", [*results_records(), given], verification_records())
+    assert run_compare(before, after) == 0
+    printed = capsys.readouterr().out
+    rows = PRINTED_ROW.findall(printed)
+    assert len(rows) == len(timed_cases(results_records())), printed
+    assert {(ratio, verdict) for ratio, verdict, _, _ in rows} == {("1.00", "~")}
+    comparison = compare(load_folder("OLD", before), load_folder("NEW", after))
+    assert [(entry.approach, entry.only_in) for entry in comparison.unpaired] == [("fused", "NEW")]
 
 
 def test_an_approach_slowed_twofold_is_flagged_as_regressions_and_nothing_else(

@@ -135,6 +135,10 @@ CASE_COLUMNS = (
 )  # fmt: skip
 """The case fields that tell two benchmark cases apart (``n_trainable`` follows from V and the
 fraction; approach, sweep and profile do not change what is measured)."""
+LATER_CASE_COLUMNS = ("compile", "process", "malloc", "loss")
+"""Case columns added after results files were first written, each null for what every row did
+before it existed (eager, a fresh process, ``malloc`` as started, the weighted loss): a reader
+takes a file that lacks one as null there, so runs from before and after it still pair."""
 MEASURED_FIELDS = (
     "median_s", "iqr_s", "rounds", "tokens_per_s", "persistent_bytes", "peak_bytes",
     "bound_bytes", "bandwidth_bytes_per_s", "bound_s", "fraction_of_bound", "loss_bytes",

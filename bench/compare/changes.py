@@ -221,11 +221,14 @@ def keyed(file: ResultFile, key: Sequence[str]) -> pd.DataFrame:
 
     The identity is the key values as JSON (as :class:`bench.common.results.ResultsFile` keys
     records), so a null ``compile`` pairs with a null and nothing is lost to pandas dropping null
-    keys.
+    keys; a null is null whether pandas read it as None or NaN, or the file lacked the column.
     """
     frame = file.frame.copy()
     values = zip(*(frame[column].tolist() for column in key), strict=True)
-    frame["identity"] = [json.dumps(v, sort_keys=True, default=str) for v in values]
+    frame["identity"] = [
+        json.dumps([None if is_missing(v) else v for v in row], sort_keys=True, default=str)
+        for row in values
+    ]
     frame["position"] = range(len(frame))
     return frame.drop_duplicates("identity", keep="first")
 

@@ -20,7 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common.results import load_records
-from bench.common.schema import CASE_COLUMNS, RESULTS, VERIFICATION, ResultFileSchema
+from bench.common.schema import (
+    CASE_COLUMNS,
+    LATER_CASE_COLUMNS,
+    RESULTS,
+    VERIFICATION,
+    ResultFileSchema,
+)
 
 COMPARED_FILES = (RESULTS, VERIFICATION)
 """The result files ``compare`` reads: benchmark timings and the verification matrix."""
@@ -28,11 +34,19 @@ BENCHMARK_KEY = ("approach", *CASE_COLUMNS, "phase")
 """What pairs a benchmark row of OLD with one of NEW. Sweep and profile are left out
 (:data:`~bench.common.schema.CASE_COLUMNS` says why): a point shared by two sweeps is one row."""
 NEEDED_KEYS = {
-    RESULTS.name: (*BENCHMARK_KEY, "status", "median_s", "iqr_s"),
+    RESULTS.name: (
+        *(key for key in BENCHMARK_KEY if key not in LATER_CASE_COLUMNS),
+        "status",
+        "median_s",
+        "iqr_s",
+    ),
     VERIFICATION.name: VERIFICATION.required,
 }
 """The keys each compared file's records must carry for ``compare`` to read them; any other
 column of the schema a file lacks is read as null."""
+IMPLIED_KEYS = {RESULTS.name: frozenset(LATER_CASE_COLUMNS)}
+"""Keys a file carries in effect even where its records lack them (null): a file written before
+a case column existed is of the same schema version as one written after."""
 WRITERS = " or ".join(f"python -m bench {spec.command} --out FOLDER" for spec in COMPARED_FILES)
 
 
@@ -113,7 +127,7 @@ def load_file(argument: str, path: Path, spec: ResultFileSchema) -> ResultFile:
     for column in spec.columns:
         if column not in frame.columns:
             frame[column] = None
-    return ResultFile(spec, path, frame, keys)
+    return ResultFile(spec, path, frame, keys | IMPLIED_KEYS.get(spec.name, frozenset()))
 
 
 def check_same_schema(old: ResultFolder, new: ResultFolder) -> None:
