@@ -446,6 +446,27 @@ def test_a_retained_case_is_skipped_with_the_reason_where_the_c_library_is_not_g
     assert all("glibc" in r["reason"] and "musl" in r["reason"] for r in rows)
 
 
+def test_a_fresh_case_is_held_to_the_bandwidth_of_its_own_process(tmp_path, monkeypatch):
+    """Each fresh process times the bandwidth after its steps, and its rows' bound is at that
+    bandwidth, not at the run's (here an impossible 1 byte/s); a row nothing measured keeps the
+    run's."""
+    from bench.perf import command
+
+    monkeypatch.setattr(command, "_bandwidth", lambda device: 1.0)
+    profile = replace(SMOKE, points=SMOKE.points[:1])
+    run_benchmarks(profile, implementations(["split"]), ["cpu"], tmp_path, memory_budget=None)
+    rows = read_rows(tmp_path)
+    assert {r["status"] for r in rows} == {"ok"}, [r["reason"] for r in rows]
+    for row in rows:
+        assert row["bandwidth_bytes_per_s"] > 1e8, row
+        assert row["bound_s"] == row["bound_bytes"] / row["bandwidth_bytes_per_s"], row
+    skipped = tmp_path / "skipped"
+    run_benchmarks(profile, implementations(["split"]), ["cpu"], skipped, memory_budget=1_000)
+    assert {(r["status"], r["bandwidth_bytes_per_s"]) for r in read_rows(skipped)} == {
+        ("skipped", 1.0)
+    }
+
+
 def test_a_resumed_run_measures_only_what_is_missing_and_keeps_the_rest(tmp_path):
     first = run_benchmarks(SMOKE, implementations(["split"]), ["cpu"], tmp_path)
     before = {json.dumps(r, sort_keys=True) for r in read_rows(tmp_path)}

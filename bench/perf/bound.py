@@ -27,8 +27,13 @@ Frozen rows cost nothing: they are never read except where a token looks them up
 ignored: a V×D table does not fit in them, and the timed calls cycle through several batches so
 one call's rows are gone from the cache by the next (a small case can still beat the bound).
 
-Bandwidth is measured in the same run on the same device: a tensor copy of ``BANDWIDTH_BYTES`` (far
-beyond any cache) timed several times, bytes read plus bytes written over the median time.
+Bandwidth is measured on the same device in the process whose steps it bounds: a tensor copy of
+``BANDWIDTH_BYTES`` (far beyond any cache) timed several times, bytes read plus bytes written over
+the median time. A fresh case's process times it right after its steps, a one-process sweep at the
+start of each of its rounds; a row that nothing measured (skipped, failed) is held to the copy
+timed once when the run reached its device. On a shared 2-core VM the copy's bandwidth moved
+between 29 and 52 GB/s from one process to the next: a bound from another process would move a
+step's ratio to it by as much.
 """
 
 from __future__ import annotations

@@ -322,7 +322,8 @@ class CaseMeasurer:
         for phase, entry in measured.benchmarks.items():
             entry["extra_info"]["sweeps"] = [member.sweep for member in group]
             entries.append(entry)
-            timed = timed_fields(case, phase, entry, self.bandwidth, measured.load_before)
+            bandwidth = measured.bandwidth_bytes_per_s or self.bandwidth
+            timed = timed_fields(case, phase, entry, bandwidth, measured.load_before)
             rows += [result_row(member, phase, **common, **timed) for member in group]
         return rows, entries
 

@@ -34,6 +34,7 @@ from bench.common.optimizers import optimizer_spec
 from bench.common.peak_memory import PeakMeter
 from bench.common.schema import STEP_PHASE
 from bench.implementations import Implementation
+from bench.perf.bound import bandwidth_copy_bytes, measure_bandwidth
 from bench.perf.cases import (
     GIVEN_GRADIENT,
     PHASES,
@@ -138,6 +139,9 @@ class CaseMeasurement:
     """Cores busy just before the process started (set by the parent)."""
     attempts: int = 1
     """Fresh processes the parent started until one was quiet (set by the parent)."""
+    bandwidth_bytes_per_s: float | None = None
+    """This process's bandwidth, timed after its steps; None where it was not (the run's
+    stands)."""
 
     def row_fields(self, estimated_bytes: int) -> dict[str, object]:
         """The result-row fields every phase of the case shares."""
@@ -335,11 +339,27 @@ def measure_case(
         else phase_entry(step, marks.spans(*PHASE_MARKS[phase], calls=rounds), **entries[phase])
         for phase in PHASES
     }
+    peak = meter.peak_bytes()  # before the bandwidth copy, which is not the case's memory
+    kept = persistent_bytes(training.module, training.optimizer)
+    identical = frozen_rows_kept(training.module, case, tables)
+    training = None  # released: the copy below needs the memory, not the model
     return CaseMeasurement(
         benchmarks=benchmarks,
-        peak_bytes=meter.peak_bytes(),
+        peak_bytes=peak,
         peak_method=meter.method,
-        persistent_bytes=persistent_bytes(training.module, training.optimizer),
-        frozen_rows_identical=frozen_rows_kept(training.module, case, tables),
+        persistent_bytes=kept,
+        frozen_rows_identical=identical,
         threads=torch.get_num_threads(),
+        bandwidth_bytes_per_s=bandwidth_after(case.device),
     )
+
+
+def bandwidth_after(device: str) -> float | None:
+    """The bandwidth of ``device`` in this process, right after its timed steps (the model
+    released first), or None where its copy does not fit: a fresh process's steps are held to
+    the bandwidth of that process, which on a shared 2-core VM moved between 29 and 52 GB/s from
+    one process to the next."""
+    try:
+        return measure_bandwidth(device, bandwidth_copy_bytes(device))
+    except (RuntimeError, MemoryError):  # out of memory: the run's bandwidth stands
+        return None
