@@ -271,7 +271,7 @@ def _one_process_label(row: dict) -> str:
     if row["sweep"] == LONG_LIVED_SWEEP:
         return label
     return f"{label} {row['sweep']} {row['compile'] or 'eager'}" + (
-        f" {row['loss']}" if row.get("loss") else ""
+        f" {row['loss']}" if row["loss"] else ""
     )
 
 

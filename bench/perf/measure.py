@@ -22,6 +22,7 @@ would hand it in), so its step is the embedding's alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -325,7 +326,7 @@ def measure_case(
             training.next_batch()
             training.step()
     step = time_phase(
-        lambda: training.step(marks.mark),
+        functools.partial(training.step, marks.mark),
         **entries[STEP_PHASE],
         policy=policy,
         setup=training.next_batch,
@@ -342,7 +343,7 @@ def measure_case(
     peak = meter.peak_bytes()  # before the bandwidth copy, which is not the case's memory
     kept = persistent_bytes(training.module, training.optimizer)
     identical = frozen_rows_kept(training.module, case, tables)
-    training = None  # released: the copy below needs the memory, not the model
+    del training  # released: the copy below needs the memory, not the model
     return CaseMeasurement(
         benchmarks=benchmarks,
         peak_bytes=peak,
